@@ -1,0 +1,73 @@
+-- bench/run.lua: `make bench`. Measures each row side by side with its peer in
+-- the same run, prints a table and writes bench/results.json.
+-- Usage: deepdance bench/run.lua [--quick] [--only NAME]
+local opts = { quick = false, only = nil }
+local i = 1
+while arg and arg[i] do
+  local a = arg[i]
+  if a == "--quick" then opts.quick = true
+  elseif a == "--only" then i = i + 1; opts.only = arg[i]
+  else error("bench: unknown option " .. a .. " (known: --quick, --only NAME)") end
+  i = i + 1
+end
+
+local home = dd.home
+local rows = {}
+
+local function best_of(reps, fn)
+  fn() -- warm-up
+  local best = math.huge
+  for _ = 1, reps do
+    local t0 = dd.clock()
+    fn()
+    best = math.min(best, dd.clock() - t0)
+  end
+  return best
+end
+
+local function peak_rss_mb()
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  local s = f:read("a"); f:close()
+  local kb = s:match("VmHWM:%s*(%d+)")
+  return kb and tonumber(kb) / 1024
+end
+
+local function add(row)
+  row.peak_rss_mb = row.peak_rss_mb or peak_rss_mb()
+  rows[#rows + 1] = row
+end
+
+local benches = {}
+
+-- dd.matmul against a direct cblas_sgemm call (bench/sgemm.c), 1024 x 1024.
+benches.matmul = function()
+  local n, reps = 1024, opts.quick and 3 or 10
+  local threads = dd.get_num_threads()
+  local p = io.popen(string.format("%s/build/bench/sgemm %d %d %d", home, n, reps, threads))
+  local peer = dd.json.decode(p:read("a")); p:close()
+  local a, b = dd.rand(n, n), dd.rand(n, n)
+  local t = best_of(reps, function() return dd.matmul(a, b) end)
+  local gflops = 2 * n ^ 3 / t * 1e-9
+  add { name = "matmul 1024x1024 (dd.matmul vs cblas_sgemm)", unit = "GFLOP/s", value = gflops,
+        peer = peer.gflops, ratio = gflops / peer.gflops, gflops = gflops,
+        peak_fraction = gflops / peer.gflops }
+end
+
+local order = { "matmul" }
+for _, name in ipairs(order) do
+  if not opts.only or opts.only == name then benches[name]() end
+end
+
+-- Table and JSON.
+local function fmt(v, w) return v and string.format("%" .. w .. ".2f", v) or string.rep(" ", w - 1) .. "-" end
+print(string.format("%-52s %-10s %10s %10s %8s %9s", "benchmark", "unit", "value", "peer", "ratio", "rss MiB"))
+for _, r in ipairs(rows) do
+  print(string.format("%-52s %-10s %s %s %s %s", r.name, r.unit, fmt(r.value, 10), fmt(r.peer, 10),
+    fmt(r.ratio, 8), fmt(r.peak_rss_mb, 9)))
+end
+local f = assert(io.open(home .. "/bench/results.json.tmp", "w"))
+f:write(dd.json.encode(rows, { indent = true }), "\n")
+f:close()
+assert(os.rename(home .. "/bench/results.json.tmp", home .. "/bench/results.json"))
+print("wrote bench/results.json")

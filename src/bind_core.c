@@ -1,0 +1,75 @@
+/* bind_core.c: runtime-wide functions: clock, seeding, threads, RNG state. */
+#include "bind.h"
+#include "rng.h"
+#include "tensor_math.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static int l_clock(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+static int l_manual_seed(lua_State *L) {
+    int isnum = 0;
+    lua_Integer s = lua_tointegerx(L, 1, &isnum);
+    if (!isnum) return luaL_error(L, "manual_seed: seed must be an integer, got %s", luaL_typename(L, 1));
+    rng_seed(&rng_global, (uint64_t)s);
+    return 0;
+}
+
+/* The generator state as a 64-hex-digit string, for checkpoints. */
+static int l_rng_state(lua_State *L) {
+    char buf[80];
+    snprintf(buf, sizeof buf, "%016llx%016llx%016llx%016llx", (unsigned long long)rng_global.s[0],
+             (unsigned long long)rng_global.s[1], (unsigned long long)rng_global.s[2],
+             (unsigned long long)rng_global.s[3]);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int l_set_rng_state(lua_State *L) {
+    size_t len;
+    const char *s = lua_tolstring(L, 1, &len);
+    if (!s || lua_type(L, 1) != LUA_TSTRING || len != 64 || strspn(s, "0123456789abcdef") != 64)
+        return luaL_error(L, "set_rng_state: expected a 64-hex-digit string from dd.rng_state(), got %s",
+                          lua_type(L, 1) == LUA_TSTRING ? s : luaL_typename(L, 1));
+    uint64_t st[4];
+    for (int i = 0; i < 4; i++) {
+        char part[17];
+        memcpy(part, s + 16 * i, 16);
+        part[16] = 0;
+        unsigned long long v;
+        sscanf(part, "%llx", &v);
+        st[i] = v;
+    }
+    if (!(st[0] | st[1] | st[2] | st[3])) return luaL_error(L, "set_rng_state: the all-zero state is invalid");
+    memcpy(rng_global.s, st, sizeof st);
+    rng_global.has_spare = 0;
+    return 0;
+}
+
+static int l_set_num_threads(lua_State *L) {
+    dd_set_num_threads((int)larg_int(L, 1, "set_num_threads: n", 1, 1024));
+    return 0;
+}
+
+static int l_get_num_threads(lua_State *L) {
+    lua_pushinteger(L, dd_get_num_threads());
+    return 1;
+}
+
+static const luaL_Reg core_functions[] = {
+    {"clock", l_clock}, {"manual_seed", l_manual_seed}, {"rng_state", l_rng_state},
+    {"set_rng_state", l_set_rng_state}, {"set_num_threads", l_set_num_threads},
+    {"get_num_threads", l_get_num_threads}, {NULL, NULL}};
+
+void bind_core_open(lua_State *L, int dd) {
+    lua_pushvalue(L, dd);
+    luaL_setfuncs(L, core_functions, 0);
+    lua_pop(L, 1);
+}

@@ -1,0 +1,113 @@
+/* runtime.c: builds the Lua state: standard libraries, the C modules (one
+ * table below), the search path of the runtime's Lua library, then init.lua. */
+#include "runtime.h"
+#include "bind.h"
+
+#include <lualib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const struct {
+    const char *name;
+    void (*open)(lua_State *L, int dd);
+} dd_modules[] = {
+    {"core", bind_core_open},
+    {"tensor", bind_tensor_open},
+    {"math", bind_math_open},
+    {"io", bind_io_open},
+    {"json", bind_json_open},
+};
+
+static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+const char *dd_home(void) {
+    static char home[PATH_MAX];
+    if (home[0]) return home;
+    const char *env = getenv("DEEPDANCE_HOME");
+    if (env && *env) {
+        snprintf(home, sizeof home, "%s", env);
+        return home;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        char probe[PATH_MAX + 32];
+        snprintf(probe, sizeof probe, "%s/lua/deepdance/init.lua", exe);
+        if (file_exists(probe)) {
+            snprintf(home, sizeof home, "%s", exe);
+            return home;
+        }
+    }
+    snprintf(home, sizeof home, "%s", DD_DATADIR);
+    return home;
+}
+
+int dd_msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Prepends home/lua to package.path so `require "deepdance.x"` finds our files. */
+static void set_search_path(lua_State *L, const char *home) {
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s", home, home, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+static int runtime_init(lua_State *L) {
+    luaL_openlibs(L);
+    const char *home = dd_home();
+    set_search_path(L, home);
+    lua_newtable(L);
+    int dd = lua_gettop(L);
+    lua_pushstring(L, home);
+    lua_setfield(L, dd, "home");
+    lua_pushstring(L, DD_VERSION);
+    lua_setfield(L, dd, "version");
+    for (size_t i = 0; i < sizeof dd_modules / sizeof dd_modules[0]; i++)
+        dd_modules[i].open(L, dd);
+    lua_pushvalue(L, dd);
+    lua_setglobal(L, "dd");
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, dd);
+    lua_setfield(L, -2, "deepdance");
+    lua_pop(L, 1);
+    /* init.lua extends dd (the same table) with the Lua-side library. */
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/lua/deepdance/init.lua", home);
+    if (luaL_loadfile(L, path) != LUA_OK) return lua_error(L);
+    lua_pushvalue(L, dd);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+lua_State *dd_runtime_open(char *err, size_t errlen) {
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        snprintf(err, errlen, "cannot create Lua state: out of memory");
+        return NULL;
+    }
+    lua_pushcfunction(L, dd_msghandler);
+    lua_pushcfunction(L, runtime_init);
+    if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_close(L);
+        return NULL;
+    }
+    lua_pop(L, 1);
+    return L;
+}
