@@ -145,7 +145,7 @@ static TensorStatus tensor_init_with(Tensor *t, int ndim, const int64_t *shape, 
     t->storage = storage_alloc(n, zero);
     if (!t->storage) return TENSOR_ENOMEM;
     t->ndim = ndim;
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim > 0) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     tensor_contiguous_strides(ndim, shape, t->stride);
     return TENSOR_OK;
 }
@@ -228,7 +228,7 @@ void tensor_transpose(Tensor *t, int a, int b) {
 
 void tensor_view_as(Tensor *t, int ndim, const int64_t *shape) {
     t->ndim = ndim;
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim > 0) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     tensor_contiguous_strides(ndim, shape, t->stride);
 }
 

@@ -6,7 +6,7 @@
 cd "$(dirname "$0")/.." || exit 2
 which=("$@")
 [ ${#which[@]} -eq 0 ] && which=(c lua sh)
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
@@ -18,11 +18,14 @@ run_suite() {
     "$@" >"$log" 2>&1
     local rc=$?
     cat "$log"
-    local ok notok
-    ok=$(grep -cE '^ok [0-9]+' "$log")
-    notok=$(grep -cE '^not ok [0-9]+' "$log")
+    local ok notok skip
+    # TAP: "ok N", "not ok N"; either with "# SKIP" is a skip, not a result.
+    ok=$(grep -E '^ok [0-9]+' "$log" | grep -cvE '# ?SKIP')
+    notok=$(grep -E '^not ok [0-9]+' "$log" | grep -cvE '# ?SKIP')
+    skip=$(grep -E '^(not )?ok [0-9]+' "$log" | grep -cE '# ?SKIP')
     passed=$((passed + ok))
     failed=$((failed + notok))
+    skipped=$((skipped + skip))
     if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then
         echo "not ok - $name exited with status $rc without reporting a failure"
         failed=$((failed + 1))
@@ -46,5 +49,9 @@ for w in "${which[@]}"; do
         done ;;
     esac
 done
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
