@@ -39,5 +39,6 @@ void bind_math_open(lua_State *L, int dd);
 void bind_io_open(lua_State *L, int dd);
 void bind_core_open(lua_State *L, int dd);
 void bind_json_open(lua_State *L, int dd);
+void bind_nn_open(lua_State *L, int dd);
 
 #endif

@@ -19,6 +19,7 @@ static const struct {
     {"math", bind_math_open},
     {"io", bind_io_open},
     {"json", bind_json_open},
+    {"nn", bind_nn_open},
 };
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }

@@ -29,4 +29,7 @@ function dd.inspect(v, depth)
   return "{" .. table.concat(parts, ", ") .. "}"
 end
 
+
+assert(loadfile(dd.home .. "/lua/deepdance/nn.lua"))(dd)
+
 return dd

@@ -1,0 +1,71 @@
+/* nn_activation.c: element-wise activations as layers: ReLU, Sigmoid, Tanh,
+ * HardSigmoid (Keras 2: clip(0.2 x + 0.5, 0, 1)). Backward uses the saved
+ * output y where the derivative is a function of it. */
+#include "layer.h"
+
+#include <math.h>
+#include <string.h>
+
+static const LayerOption no_options[] = {{NULL, 0, NULL, 0}};
+
+static int no_init(Layer *m, const OptValues *v, char *err) { return 0; }
+
+static int same_shape(const Layer *m, int ndim, const int64_t *in, int *ondim, int64_t *out, char *err) {
+    *ondim = ndim;
+    memcpy(out, in, (size_t)ndim * sizeof *in);
+    return 0;
+}
+
+void relu_forward(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+void relu_backward(float *dx, const float *dy, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
+void sigmoid_forward(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = v >= 0 ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v));
+    }
+}
+void sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+void tanh_forward(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+void tanh_backward(float *dx, const float *dy, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+void hardsigmoid_forward(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = 0.2f * x[i] + 0.5f;
+        y[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+    }
+}
+/* The slope is 0.2 strictly inside the linear part, 0 on the flat parts. */
+void hardsigmoid_backward(float *dx, const float *dy, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = 0.2f * x[i] + 0.5f;
+        dx[i] = v > 0 && v < 1 ? 0.2f * dy[i] : 0;
+    }
+}
+
+#define ACTIVATION_KIND(KIND, NAME, FROM)                                                                  \
+    static int KIND##_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {                              \
+        KIND##_forward(tensor_data(y), tensor_data(x), tensor_numel(x));                                   \
+        return 0;                                                                                          \
+    }                                                                                                      \
+    static int KIND##_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy, Tensor *dx, char *err) { \
+        KIND##_backward(tensor_data(dx), tensor_data(dy), tensor_data(FROM), tensor_numel(x));             \
+        return 0;                                                                                          \
+    }                                                                                                      \
+    const LayerKind KIND##_kind = {NAME, no_options, 0, no_init, same_shape, KIND##_fwd, KIND##_bwd, NULL};
+
+ACTIVATION_KIND(relu, "ReLU", y)
+ACTIVATION_KIND(sigmoid, "Sigmoid", y)
+ACTIVATION_KIND(tanh, "Tanh", y)
+ACTIVATION_KIND(hardsigmoid, "HardSigmoid", x)
