@@ -20,6 +20,9 @@ static const struct {
     {"io", bind_io_open},
     {"json", bind_json_open},
     {"nn", bind_nn_open},
+    {"loss", bind_loss_open},
+    {"optim", bind_optim_open},
+    {"metrics", bind_metrics_open},
 };
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }

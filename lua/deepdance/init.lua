@@ -31,5 +31,6 @@ end
 
 
 assert(loadfile(dd.home .. "/lua/deepdance/nn.lua"))(dd)
+assert(loadfile(dd.home .. "/lua/deepdance/checkpoint.lua"))(dd)
 
 return dd

@@ -1,0 +1,26 @@
+/* loss.h: loss kernels in plain C (no Lua). y (the prediction), t (the target)
+ * and dy (the gradient of the loss w.r.t. y) are n contiguous floats of the
+ * same shape. Forward sums in double and returns the loss; backward writes
+ * (does not accumulate) dy. */
+#ifndef DD_LOSS_H
+#define DD_LOSS_H
+
+#include <stdint.h>
+
+typedef enum LossReduction {
+    LOSS_MEAN, /* divided by the number of elements (n == 0 gives NaN, like PyTorch) */
+    LOSS_SUM,
+} LossReduction;
+
+/* Mean squared error: sum (y - t)^2 [/ n];  dy = 2 (y - t) [/ n]. */
+double mse_forward(const float *y, const float *t, int64_t n, LossReduction r);
+void mse_backward(float *dy, const float *y, const float *t, int64_t n, LossReduction r);
+
+/* Binary cross-entropy on probabilities, Keras-style: p = clip(y, eps, 1-eps),
+ * loss = -[t log p + (1-t) log(1-p)] summed [/ n]. The gradient follows the
+ * clip: dy = (p - t) / (p (1-p)) [/ n] where eps <= y <= 1-eps, and 0 where y
+ * was clipped (y < eps or y > 1-eps). */
+double bce_forward(const float *y, const float *t, int64_t n, float eps, LossReduction r);
+void bce_backward(float *dy, const float *y, const float *t, int64_t n, float eps, LossReduction r);
+
+#endif
