@@ -19,17 +19,30 @@ Tensor *ltensor_test(lua_State *L, int idx);
 Tensor *ltensor_push_new(lua_State *L, int ndim, const int64_t *shape);
 /* Same without zeroing: for results every element of which is then written. */
 Tensor *ltensor_push_uninit(lua_State *L, int ndim, const int64_t *shape);
+/* Raises "<fn>: cannot write into an expanded tensor ..." when t's elements
+ * share memory; every in-place operation calls it on its destination. */
+void ltensor_check_writable(lua_State *L, const Tensor *t, const char *fn);
 /* Pushes a new view of src (shares storage). */
 Tensor *ltensor_push_view(lua_State *L, const Tensor *src);
+
+/* Raises a Lua error like luaL_error (with the caller's position), but with
+ * printf formats checked by the compiler: luaL_error goes through
+ * lua_pushfstring, which knows only %d %I %f %s %c %p %U and silently turns
+ * "%lld" or "%.1f" into a different error. Use this everywhere. */
+int dd_error(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Pushes a float as a Lua integer when it is integral (so 39.0 prints as 39),
  * else as a Lua float. */
 static inline void lpush_float(lua_State *L, double v) {
-    if (v == (double)(lua_Integer)v && v > -9007199254740992.0 && v < 9007199254740992.0)
+    /* range first: casting NaN, inf or a huge value to an integer is undefined */
+    if (v > -9007199254740992.0 && v < 9007199254740992.0 && v == (double)(lua_Integer)v)
         lua_pushinteger(L, (lua_Integer)v);
     else
         lua_pushnumber(L, v);
 }
+
+/* The value at idx for messages: the number itself, else its type name. */
+const char *larg_describe(lua_State *L, int idx);
 
 /* Reads an integer argument that must lie in [lo, hi]; the error names what. */
 int64_t larg_int(lua_State *L, int idx, const char *what, int64_t lo, int64_t hi);
@@ -43,5 +56,9 @@ void bind_nn_open(lua_State *L, int dd);
 void bind_loss_open(lua_State *L, int dd);
 void bind_optim_open(lua_State *L, int dd);
 void bind_metrics_open(lua_State *L, int dd);
+void bind_draw_open(lua_State *L, int dd);
+void bind_image_open(lua_State *L, int dd);
+void bind_vision_open(lua_State *L, int dd);
+void bind_video_open(lua_State *L, int dd);
 
 #endif

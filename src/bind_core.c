@@ -3,9 +3,22 @@
 #include "rng.h"
 #include "tensor_math.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+int dd_error(lua_State *L, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    luaL_where(L, 1);
+    lua_pushstring(L, buf);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
 
 static int l_clock(lua_State *L) {
     struct timespec ts;
@@ -17,17 +30,24 @@ static int l_clock(lua_State *L) {
 static int l_manual_seed(lua_State *L) {
     int isnum = 0;
     lua_Integer s = lua_tointegerx(L, 1, &isnum);
-    if (!isnum) return luaL_error(L, "manual_seed: seed must be an integer, got %s", luaL_typename(L, 1));
+    if (!isnum) return dd_error(L, "manual_seed: seed must be an integer, got %s", larg_describe(L, 1));
     rng_seed(&rng_global, (uint64_t)s);
     return 0;
 }
 
-/* The generator state as a 64-hex-digit string, for checkpoints. */
+/* The generator state as hex, for checkpoints: 64 digits of xoshiro state,
+ * then, when Box-Muller holds the second normal of a pair, "+" and its 16
+ * digits (its bits), so a restored run draws exactly the same normals. */
 static int l_rng_state(lua_State *L) {
-    char buf[80];
-    snprintf(buf, sizeof buf, "%016llx%016llx%016llx%016llx", (unsigned long long)rng_global.s[0],
-             (unsigned long long)rng_global.s[1], (unsigned long long)rng_global.s[2],
-             (unsigned long long)rng_global.s[3]);
+    char buf[96];
+    int n = snprintf(buf, sizeof buf, "%016llx%016llx%016llx%016llx", (unsigned long long)rng_global.s[0],
+                     (unsigned long long)rng_global.s[1], (unsigned long long)rng_global.s[2],
+                     (unsigned long long)rng_global.s[3]);
+    if (rng_global.has_spare) {
+        uint64_t bits;
+        memcpy(&bits, &rng_global.spare_normal, sizeof bits);
+        snprintf(buf + n, sizeof buf - (size_t)n, "+%016llx", (unsigned long long)bits);
+    }
     lua_pushstring(L, buf);
     return 1;
 }
@@ -35,9 +55,10 @@ static int l_rng_state(lua_State *L) {
 static int l_set_rng_state(lua_State *L) {
     size_t len;
     const char *s = lua_tolstring(L, 1, &len);
-    if (!s || lua_type(L, 1) != LUA_TSTRING || len != 64 || strspn(s, "0123456789abcdef") != 64)
-        return luaL_error(L, "set_rng_state: expected a 64-hex-digit string from dd.rng_state(), got %s",
-                          lua_type(L, 1) == LUA_TSTRING ? s : luaL_typename(L, 1));
+    int spare = len == 81 && s && s[64] == '+' && strspn(s + 65, "0123456789abcdef") == 16;
+    if (!s || lua_type(L, 1) != LUA_TSTRING || (len != 64 && !spare) || strspn(s, "0123456789abcdef") != 64)
+        return dd_error(L, "set_rng_state: expected the string dd.rng_state() returns (64 hex digits, "
+                           "optionally '+' and 16 more), got %s", lua_type(L, 1) == LUA_TSTRING ? s : luaL_typename(L, 1));
     uint64_t st[4];
     for (int i = 0; i < 4; i++) {
         char part[17];
@@ -47,9 +68,15 @@ static int l_set_rng_state(lua_State *L) {
         sscanf(part, "%llx", &v);
         st[i] = v;
     }
-    if (!(st[0] | st[1] | st[2] | st[3])) return luaL_error(L, "set_rng_state: the all-zero state is invalid");
+    if (!(st[0] | st[1] | st[2] | st[3])) return dd_error(L, "set_rng_state: the all-zero state is invalid");
     memcpy(rng_global.s, st, sizeof st);
-    rng_global.has_spare = 0;
+    rng_global.has_spare = spare;
+    if (spare) {
+        unsigned long long bits;
+        sscanf(s + 65, "%16llx", &bits);
+        uint64_t b = bits;
+        memcpy(&rng_global.spare_normal, &b, sizeof b);
+    }
     return 0;
 }
 

@@ -73,13 +73,13 @@ static void add_json(lua_State *L, int idx, int depth, const char *path, cJSON *
     case LUA_TBOOLEAN: node = cJSON_CreateBool(lua_toboolean(L, idx)); break;
     case LUA_TNUMBER: {
         double v = lua_tonumber(L, idx);
-        if (!isfinite(v)) luaL_error(L, "json.encode: %s is %f, which JSON cannot represent", path, v);
+        if (!isfinite(v)) dd_error(L, "json.encode: %s is %f, which JSON cannot represent", path, v);
         node = cJSON_CreateNumber(v);
         break;
     }
     case LUA_TSTRING: node = cJSON_CreateString(lua_tostring(L, idx)); break;
     case LUA_TTABLE: {
-        if (depth > JSON_MAX_DEPTH) luaL_error(L, "json.encode: %s nests deeper than %d levels (a cycle?)", path, JSON_MAX_DEPTH);
+        if (depth > JSON_MAX_DEPTH) dd_error(L, "json.encode: %s nests deeper than %d levels (a cycle?)", path, JSON_MAX_DEPTH);
         luaL_checkstack(L, 6, "json.encode");
         lua_Integer n;
         int is_array = table_is_array(L, idx, &n);
@@ -87,10 +87,10 @@ static void add_json(lua_State *L, int idx, int depth, const char *path, cJSON *
         break;
     }
     default:
-        luaL_error(L, "json.encode: %s is a %s, expected nil, boolean, number, string or table", path, luaL_typename(L, idx));
+        dd_error(L, "json.encode: %s is a %s, expected nil, boolean, number, string or table", path, luaL_typename(L, idx));
         return;
     }
-    if (!node) luaL_error(L, "json.encode: out of memory");
+    if (!node) dd_error(L, "json.encode: out of memory");
     if (key) cJSON_AddItemToObject(parent, key, node);
     else cJSON_AddItemToArray(parent, node);
     if (!cJSON_IsArray(node) && !cJSON_IsObject(node)) return;
@@ -108,7 +108,7 @@ static void add_json(lua_State *L, int idx, int depth, const char *path, cJSON *
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "json.encode: %s has a %s key, expected string keys (or an array 1..n)", path,
+            dd_error(L, "json.encode: %s has a %s key, expected string keys (or an array 1..n)", path,
                        luaL_typename(L, -2));
         const char *k = lua_tostring(L, -2);
         snprintf(sub, sizeof sub, "%s.%s", path, k);
@@ -120,24 +120,24 @@ static void add_json(lua_State *L, int idx, int depth, const char *path, cJSON *
 static int l_encode(lua_State *L) {
     int pretty = 0;
     if (!lua_isnoneornil(L, 2)) {
-        if (!lua_istable(L, 2)) return luaL_error(L, "json.encode: options must be a table, got %s", luaL_typename(L, 2));
+        if (!lua_istable(L, 2)) return dd_error(L, "json.encode: options must be a table, got %s", luaL_typename(L, 2));
         lua_getfield(L, 2, "indent");
         pretty = lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
     JsonBox *b = jsonbox_push(L);
     b->root = cJSON_CreateArray(); /* a holder for the one top-level value */
-    if (!b->root) return luaL_error(L, "json.encode: out of memory");
+    if (!b->root) return dd_error(L, "json.encode: out of memory");
     add_json(L, 1, 0, "value", b->root, NULL);
     b->text = pretty ? cJSON_Print(b->root->child) : cJSON_PrintUnformatted(b->root->child);
-    if (!b->text) return luaL_error(L, "json.encode: out of memory");
+    if (!b->text) return dd_error(L, "json.encode: out of memory");
     lua_pushstring(L, b->text);
     return 1;
 }
 
 static void push_json(lua_State *L, const cJSON *j, int depth) {
     luaL_checkstack(L, 4, "json.decode");
-    if (depth > JSON_MAX_DEPTH) luaL_error(L, "json.decode: nesting deeper than %d levels", JSON_MAX_DEPTH);
+    if (depth > JSON_MAX_DEPTH) dd_error(L, "json.decode: nesting deeper than %d levels", JSON_MAX_DEPTH);
     if (cJSON_IsNull(j)) lua_pushnil(L);
     else if (cJSON_IsBool(j)) lua_pushboolean(L, cJSON_IsTrue(j));
     else if (cJSON_IsNumber(j)) lpush_float(L, j->valuedouble);
@@ -161,13 +161,13 @@ static void push_json(lua_State *L, const cJSON *j, int depth) {
 static int l_decode(lua_State *L) {
     size_t len;
     const char *s = lua_tolstring(L, 1, &len);
-    if (!s || lua_type(L, 1) != LUA_TSTRING) return luaL_error(L, "json.decode: expected a string, got %s", luaL_typename(L, 1));
+    if (!s || lua_type(L, 1) != LUA_TSTRING) return dd_error(L, "json.decode: expected a string, got %s", luaL_typename(L, 1));
     JsonBox *b = jsonbox_push(L);
     const char *end = NULL;
     b->root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
     if (!b->root) {
         size_t at = end && end >= s ? (size_t)(end - s) : 0;
-        return luaL_error(L, "json.decode: invalid JSON at byte %d near '%s'", (int)at + 1,
+        return dd_error(L, "json.decode: invalid JSON at byte %d near '%s'", (int)at + 1,
                           lua_pushlstring(L, s + (at < len ? at : len), len - at > 20 ? 20 : len - at));
     }
     push_json(L, b->root, 0);

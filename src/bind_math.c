@@ -11,13 +11,13 @@
 /* Pushes a op b where each side is a Tensor or a number; fn names the caller. */
 static int push_binary(lua_State *L, int ia, int ib, BinaryOp op, const char *fn) {
     Tensor *a = ltensor_test(L, ia), *b = ltensor_test(L, ib);
-    if (!a && !b) return luaL_error(L, "%s: expected a Tensor operand, got %s and %s", fn, luaL_typename(L, ia), luaL_typename(L, ib));
+    if (!a && !b) return dd_error(L, "%s: expected a Tensor operand, got %s and %s", fn, luaL_typename(L, ia), luaL_typename(L, ib));
     if (a && b) {
         int n;
         int64_t shape[TENSOR_MAX_DIMS];
         char err[512];
         if (broadcast_shapes_check(a->ndim, a->shape, b->ndim, b->shape, &n, shape, err, sizeof err))
-            return luaL_error(L, "%s: %s", fn, err);
+            return dd_error(L, "%s: %s", fn, err);
         Tensor *out = ltensor_push_uninit(L, n, shape);
         Tensor va, vb;
         tensor_broadcast_view(&va, a, n, shape);
@@ -27,7 +27,7 @@ static int push_binary(lua_State *L, int ia, int ib, BinaryOp op, const char *fn
     }
     int scalar_idx = a ? ib : ia;
     if (lua_type(L, scalar_idx) != LUA_TNUMBER)
-        return luaL_error(L, "%s: expected a Tensor or a number, got %s", fn, luaL_typename(L, scalar_idx));
+        return dd_error(L, "%s: expected a Tensor or a number, got %s", fn, luaL_typename(L, scalar_idx));
     float s = (float)lua_tonumber(L, scalar_idx);
     Tensor *t = a ? a : b;
     Tensor *out = ltensor_push_uninit(L, t->ndim, t->shape);
@@ -38,16 +38,17 @@ static int push_binary(lua_State *L, int ia, int ib, BinaryOp op, const char *fn
 /* self op= other in place; other must broadcast to self's shape. */
 static int inplace_binary(lua_State *L, BinaryOp op, const char *fn) {
     Tensor *t = ltensor_check(L, 1);
+    ltensor_check_writable(L, t, fn);
     Tensor *o = ltensor_test(L, 2);
     if (o) {
         int n;
         int64_t shape[TENSOR_MAX_DIMS];
         char err[512];
         if (broadcast_shapes_check(t->ndim, t->shape, o->ndim, o->shape, &n, shape, err, sizeof err))
-            return luaL_error(L, "%s: %s", fn, err);
+            return dd_error(L, "%s: %s", fn, err);
         if (n != t->ndim || memcmp(shape, t->shape, (size_t)n * sizeof *shape) != 0) {
             char a[256], b[256];
-            return luaL_error(L, "%s: operand of shape %s does not broadcast to the tensor's shape %s", fn,
+            return dd_error(L, "%s: operand of shape %s does not broadcast to the tensor's shape %s", fn,
                               shape_format(a, sizeof a, o->ndim, o->shape), shape_format(b, sizeof b, t->ndim, t->shape));
         }
         Tensor vo;
@@ -63,7 +64,7 @@ static int inplace_binary(lua_State *L, BinaryOp op, const char *fn) {
     } else if (lua_type(L, 2) == LUA_TNUMBER) {
         tensor_binary_scalar(t, t, (float)lua_tonumber(L, 2), op, 0);
     } else {
-        return luaL_error(L, "%s: expected a Tensor or a number, got %s", fn, luaL_typename(L, 2));
+        return dd_error(L, "%s: expected a Tensor or a number, got %s", fn, luaL_typename(L, 2));
     }
     lua_settop(L, 1);
     return 1;
@@ -103,6 +104,7 @@ static int m_unm(lua_State *L) {
     }                                                                                      \
     static int m_##NAME##_(lua_State *L) {                                                 \
         Tensor *t = ltensor_check(L, 1);                                                   \
+        ltensor_check_writable(L, t, #NAME "_");                                           \
         tensor_unary(t, t, OP);                                                            \
         lua_settop(L, 1);                                                                  \
         return 1;                                                                          \
@@ -128,16 +130,16 @@ UNARY_BINDINGS(square, UN_SQUARE)
 static void clamp_bounds(lua_State *L, const char *fn, float *lo, float *hi) {
     *lo = -INFINITY;
     *hi = INFINITY;
-    if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) luaL_error(L, "%s: at least one of min and max is required", fn);
+    if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) dd_error(L, "%s: at least one of min and max is required", fn);
     if (!lua_isnoneornil(L, 2)) {
-        if (lua_type(L, 2) != LUA_TNUMBER) luaL_error(L, "%s: min must be a number or nil, got %s", fn, luaL_typename(L, 2));
+        if (lua_type(L, 2) != LUA_TNUMBER) dd_error(L, "%s: min must be a number or nil, got %s", fn, luaL_typename(L, 2));
         *lo = (float)lua_tonumber(L, 2);
     }
     if (!lua_isnoneornil(L, 3)) {
-        if (lua_type(L, 3) != LUA_TNUMBER) luaL_error(L, "%s: max must be a number or nil, got %s", fn, luaL_typename(L, 3));
+        if (lua_type(L, 3) != LUA_TNUMBER) dd_error(L, "%s: max must be a number or nil, got %s", fn, luaL_typename(L, 3));
         *hi = (float)lua_tonumber(L, 3);
     }
-    if (*lo > *hi) luaL_error(L, "%s: min %f is greater than max %f", fn, (double)*lo, (double)*hi);
+    if (*lo > *hi) dd_error(L, "%s: min %f is greater than max %f", fn, (double)*lo, (double)*hi);
 }
 
 static int m_clamp(lua_State *L) {
@@ -153,6 +155,7 @@ static int m_clamp_(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
     float lo, hi;
     clamp_bounds(L, "clamp_", &lo, &hi);
+    ltensor_check_writable(L, t, "clamp_");
     tensor_clamp(t, t, lo, hi);
     lua_settop(L, 1);
     return 1;
@@ -165,20 +168,20 @@ static int reduce(lua_State *L, ReduceOp op, const char *fn) {
     int is_arg = op == RED_ARGMAX || op == RED_ARGMIN;
     if (lua_isnoneornil(L, 2)) {
         if (tensor_numel(t) == 0 && op != RED_SUM)
-            return luaL_error(L, "%s: the tensor is empty", fn);
+            return dd_error(L, "%s: the tensor is empty", fn);
         double v = tensor_reduce_all(t, op);
         if (is_arg) lua_pushinteger(L, (lua_Integer)v + 1);
         else lpush_float(L, v);
         return 1;
     }
-    if (t->ndim == 0) return luaL_error(L, "%s: a 0-d tensor has no dimension to reduce", fn);
+    if (t->ndim == 0) return dd_error(L, "%s: a 0-d tensor has no dimension to reduce", fn);
     int isnum = 0;
     lua_Integer d = lua_tointegerx(L, 2, &isnum);
-    if (!isnum) return luaL_error(L, "%s: dimension must be an integer, got %s", fn, luaL_typename(L, 2));
+    if (!isnum) return dd_error(L, "%s: dimension must be an integer, got %s", fn, larg_describe(L, 2));
     if (d < 0) d += t->ndim + 1;
-    if (d < 1 || d > t->ndim) return luaL_error(L, "%s: dimension %s out of range for a %d-d tensor", fn, lua_tostring(L, 2), t->ndim);
+    if (d < 1 || d > t->ndim) return dd_error(L, "%s: dimension %s out of range for a %d-d tensor", fn, lua_tostring(L, 2), t->ndim);
     int dim = (int)d - 1;
-    if (t->shape[dim] == 0 && op != RED_SUM) return luaL_error(L, "%s: dimension %d is empty", fn, dim + 1);
+    if (t->shape[dim] == 0 && op != RED_SUM) return dd_error(L, "%s: dimension %d is empty", fn, dim + 1);
     int keepdim = lua_toboolean(L, 3);
     int64_t shape[TENSOR_MAX_DIMS];
     int n = 0;
@@ -208,9 +211,9 @@ static int l_matmul(lua_State *L) {
     int n;
     int64_t shape[3];
     char err[512];
-    if (matmul_check(a, b, &n, shape, err, sizeof err)) return luaL_error(L, "matmul: %s", err);
+    if (matmul_check(a, b, &n, shape, err, sizeof err)) return dd_error(L, "matmul: %s", err);
     Tensor *c = ltensor_push_uninit(L, n, shape);
-    if (tensor_matmul(c, a, b) != TENSOR_OK) return luaL_error(L, "matmul: out of memory");
+    if (tensor_matmul(c, a, b) != TENSOR_OK) return dd_error(L, "matmul: out of memory");
     return 1;
 }
 

@@ -58,7 +58,7 @@ static LLayer *llayer_check(lua_State *L, int idx) {
 
 Layer *llayer_check_kind(lua_State *L, int idx, const LayerKind *kind) {
     LLayer *u = llayer_check(L, idx);
-    if (u->m.kind != kind) luaL_error(L, "expected a %s layer, got %s", kind->name, u->m.kind->name);
+    if (u->m.kind != kind) dd_error(L, "expected a %s layer, got %s", kind->name, u->m.kind->name);
     return &u->m;
 }
 
@@ -74,7 +74,7 @@ static const char *layer_label(lua_State *L, int idx) {
 
 static int layer_error(lua_State *L, int idx, const char *msg) {
     const char *label = layer_label(L, idx);
-    return luaL_error(L, "%s: %s", label, msg);
+    return dd_error(L, "%s: %s", label, msg);
 }
 
 static int l_gc(lua_State *L) {
@@ -93,16 +93,16 @@ static void opt_store(lua_State *L, const LayerKind *k, int i, int vidx, OptValu
     switch (o->type) {
     case OPT_INT:
         if (!lua_isinteger(L, vidx) && !(t == LUA_TNUMBER && lua_tonumber(L, vidx) == (double)(long long)lua_tonumber(L, vidx)))
-            luaL_error(L, "%s: option '%s' must be an integer, got %s", kname, o->name,
+            dd_error(L, "%s: option '%s' must be an integer, got %s", kname, o->name,
                        t == LUA_TNUMBER ? lua_tostring(L, vidx) : luaL_typename(L, vidx));
         v->num[i] = lua_tonumber(L, vidx);
         break;
     case OPT_NUMBER:
-        if (t != LUA_TNUMBER) luaL_error(L, "%s: option '%s' must be a number, got %s", kname, o->name, luaL_typename(L, vidx));
+        if (t != LUA_TNUMBER) dd_error(L, "%s: option '%s' must be a number, got %s", kname, o->name, luaL_typename(L, vidx));
         v->num[i] = lua_tonumber(L, vidx);
         break;
     case OPT_BOOL:
-        if (t != LUA_TBOOLEAN) luaL_error(L, "%s: option '%s' must be a boolean, got %s", kname, o->name, luaL_typename(L, vidx));
+        if (t != LUA_TBOOLEAN) dd_error(L, "%s: option '%s' must be a boolean, got %s", kname, o->name, luaL_typename(L, vidx));
         v->num[i] = lua_toboolean(L, vidx);
         break;
     case OPT_STRING:
@@ -110,13 +110,13 @@ static void opt_store(lua_State *L, const LayerKind *k, int i, int vidx, OptValu
         if (t == LUA_TSTRING) {
             size_t len;
             const char *s = lua_tolstring(L, vidx, &len);
-            if (len >= sizeof v->str[i]) luaL_error(L, "%s: option '%s' is too long: '%s'", kname, o->name, s);
+            if (len >= sizeof v->str[i]) dd_error(L, "%s: option '%s' is too long: '%s'", kname, o->name, s);
             memcpy(v->str[i], s, len + 1);
             v->is_string[i] = 1;
         } else if (o->type == OPT_INT_OR_STRING && t == LUA_TNUMBER && lua_tonumber(L, vidx) == (double)(long long)lua_tonumber(L, vidx)) {
             v->num[i] = lua_tonumber(L, vidx);
         } else {
-            luaL_error(L, "%s: option '%s' must be %s, got %s", kname, o->name,
+            dd_error(L, "%s: option '%s' must be %s, got %s", kname, o->name,
                        o->type == OPT_STRING ? "a string" : "an integer or a string",
                        t == LUA_TNUMBER ? lua_tostring(L, vidx) : luaL_typename(L, vidx));
         }
@@ -126,7 +126,7 @@ static void opt_store(lua_State *L, const LayerKind *k, int i, int vidx, OptValu
 
 static void opt_default(lua_State *L, const LayerKind *k, int i, OptValues *v, const char *kname) {
     const LayerOption *o = &k->options[i];
-    if (!o->dflt) luaL_error(L, "%s: option '%s' is required", kname, o->name);
+    if (!o->dflt) dd_error(L, "%s: option '%s' is required", kname, o->name);
     if (strcmp(o->dflt, "true") == 0 || strcmp(o->dflt, "false") == 0) lua_pushboolean(L, o->dflt[0] == 't');
     else if (o->type == OPT_STRING) lua_pushstring(L, o->dflt);
     else {
@@ -173,7 +173,7 @@ static int l_construct(lua_State *L) {
     int nargs = lua_gettop(L);
     int tbl = nargs == 1 && lua_istable(L, 1);
     if (!tbl) { /* plain arguments: pack them as the positional part */
-        if (nargs > npos) return luaL_error(L, "%s: takes at most %d positional options, got %d", kname, npos, nargs);
+        if (nargs > npos) return dd_error(L, "%s: takes at most %d positional options, got %d", kname, npos, nargs);
         lua_createtable(L, nargs, 0);
         for (int i = 1; i <= nargs; i++) {
             lua_pushvalue(L, i);
@@ -188,22 +188,22 @@ static int l_construct(lua_State *L) {
     int self = lua_gettop(L);
     /* Strict keys: positional entries within range, named ones known. */
     lua_Integer plen = (lua_Integer)lua_rawlen(L, 1);
-    if (plen > npos) return luaL_error(L, "%s: takes at most %d positional options, got %d", kname, npos, (int)plen);
+    if (plen > npos) return dd_error(L, "%s: takes at most %d positional options, got %d", kname, npos, (int)plen);
     lua_pushnil(L);
     while (lua_next(L, 1)) {
         lua_pop(L, 1);
         if (lua_type(L, -1) == LUA_TNUMBER) {
             lua_Integer i = lua_tointeger(L, -1);
             if (!lua_isinteger(L, -1) || i < 1 || i > plen)
-                return luaL_error(L, "%s: unexpected positional entry [%s]", kname, lua_tostring(L, -1));
+                return dd_error(L, "%s: unexpected positional entry [%s]", kname, lua_tostring(L, -1));
             continue;
         }
         if (lua_type(L, -1) != LUA_TSTRING)
-            return luaL_error(L, "%s: option keys must be strings, got a %s key", kname, luaL_typename(L, -1));
+            return dd_error(L, "%s: option keys must be strings, got a %s key", kname, luaL_typename(L, -1));
         const char *key = lua_tostring(L, -1);
         if (strcmp(key, "name") != 0 && option_index(k, key) < 0) {
             known_options(L, k);
-            return luaL_error(L, "%s: unknown option '%s' (known: %s)", kname, key, lua_tostring(L, -1));
+            return dd_error(L, "%s: unknown option '%s' (known: %s)", kname, key, lua_tostring(L, -1));
         }
     }
     int pos = 0;
@@ -215,7 +215,7 @@ static int l_construct(lua_State *L) {
             pos++;
             lua_rawgeti(L, 1, pos);
             if (!lua_isnil(L, -1)) {
-                if (have_named) return luaL_error(L, "%s: option '%s' given twice (by position and by name)", kname, o->name);
+                if (have_named) return dd_error(L, "%s: option '%s' given twice (by position and by name)", kname, o->name);
                 lua_replace(L, -2);
                 have_named = 1;
             } else {
@@ -232,13 +232,13 @@ static int l_construct(lua_State *L) {
     }
     lua_getfield(L, 1, "name");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "%s: option 'name' must be a string, got %s", kname, luaL_typename(L, -1));
+        return dd_error(L, "%s: option 'name' must be a string, got %s", kname, luaL_typename(L, -1));
     lua_setiuservalue(L, self, UV_NAME);
     u->reg = reg;
     u->m.cfg = (char *)u + sizeof(LLayer);
     u->m.training = 1;
     char err[LAYER_ERR];
-    if (k->init(&u->m, &u->opts, err)) return luaL_error(L, "%s: %s", kname, err);
+    if (k->init(&u->m, &u->opts, err)) return dd_error(L, "%s: %s", kname, err);
     u->m.kind = k; /* only now: __gc calls destroy on initialised layers */
     /* Parameters and their gradients as Lua-owned tensors. */
     lua_createtable(L, 2 * u->m.nparams, 0);
@@ -359,7 +359,7 @@ static int l_state_dict(lua_State *L) {
 static void check_entry_shape(lua_State *L, Tensor *src, const Param *p, const char *key) {
     if (src->ndim != p->ndim || memcmp(src->shape, p->shape, (size_t)p->ndim * sizeof *p->shape) != 0) {
         char a[256], b[256];
-        luaL_error(L, "load_state_dict: '%s' has shape %s, expected %s", key,
+        dd_error(L, "load_state_dict: '%s' has shape %s, expected %s", key,
                    shape_format(a, sizeof a, src->ndim, src->shape), shape_format(b, sizeof b, p->ndim, p->shape));
     }
 }
@@ -368,15 +368,15 @@ static void check_entry_shape(lua_State *L, Tensor *src, const Param *p, const c
  * missing or extra entry is an error naming it. Shapes must match always. */
 static int l_load_state_dict(lua_State *L) {
     LLayer *u = llayer_check(L, 1);
-    if (!lua_istable(L, 2)) return luaL_error(L, "load_state_dict: expected a table of tensors, got %s", luaL_typename(L, 2));
+    if (!lua_istable(L, 2)) return dd_error(L, "load_state_dict: expected a table of tensors, got %s", luaL_typename(L, 2));
     int strict = 1;
     if (!lua_isnoneornil(L, 3)) {
-        if (!lua_istable(L, 3)) return luaL_error(L, "load_state_dict: options must be a table, got %s", luaL_typename(L, 3));
+        if (!lua_istable(L, 3)) return dd_error(L, "load_state_dict: options must be a table, got %s", luaL_typename(L, 3));
         lua_pushnil(L);
         while (lua_next(L, 3)) {
             lua_pop(L, 1);
             if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "strict") != 0)
-                return luaL_error(L, "load_state_dict: unknown option '%s' (known: strict)", luaL_tolstring(L, -1, NULL));
+                return dd_error(L, "load_state_dict: unknown option '%s' (known: strict)", luaL_tolstring(L, -1, NULL));
         }
         lua_getfield(L, 3, "strict");
         strict = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
@@ -393,7 +393,7 @@ static int l_load_state_dict(lua_State *L) {
             tensor_copy_data(p->value, src);
             used++;
         } else if (!lua_isnil(L, -1)) {
-            return luaL_error(L, "load_state_dict: '%s' must be a Tensor, got %s", p->name, luaL_typename(L, -1));
+            return dd_error(L, "load_state_dict: '%s' must be a Tensor, got %s", p->name, luaL_typename(L, -1));
         } else if (p->sum_of[0][0]) {
             lua_getfield(L, 2, p->sum_of[0]);
             lua_getfield(L, 2, p->sum_of[1]);
@@ -414,11 +414,11 @@ static int l_load_state_dict(lua_State *L) {
                 tensor_release(&cb);
                 used += 2;
             } else if (strict) {
-                return luaL_error(L, "load_state_dict: missing '%s' (or the pair '%s' + '%s')", p->name, p->sum_of[0], p->sum_of[1]);
+                return dd_error(L, "load_state_dict: missing '%s' (or the pair '%s' + '%s')", p->name, p->sum_of[0], p->sum_of[1]);
             }
             lua_pop(L, 2);
         } else if (strict) {
-            return luaL_error(L, "load_state_dict: missing '%s'", p->name);
+            return dd_error(L, "load_state_dict: missing '%s'", p->name);
         }
         lua_pop(L, 1);
     }
@@ -428,13 +428,13 @@ static int l_load_state_dict(lua_State *L) {
         while (lua_next(L, 2)) {
             lua_pop(L, 1);
             total++;
-            if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "load_state_dict: keys must be strings, got a %s key", luaL_typename(L, -1));
+            if (lua_type(L, -1) != LUA_TSTRING) return dd_error(L, "load_state_dict: keys must be strings, got a %s key", luaL_typename(L, -1));
             const char *key = lua_tostring(L, -1);
             int known = 0;
             for (int i = 0; i < m->nparams && !known; i++)
                 known = strcmp(key, m->params[i].name) == 0 || strcmp(key, m->params[i].sum_of[0]) == 0 ||
                         strcmp(key, m->params[i].sum_of[1]) == 0;
-            if (!known) return luaL_error(L, "load_state_dict: unexpected entry '%s'", key);
+            if (!known) return dd_error(L, "load_state_dict: unexpected entry '%s'", key);
         }
         (void)total;
     }
@@ -480,9 +480,9 @@ static int l_reset_parameters(lua_State *L) {
 /* output_shape({N, C, H, W}) -> the output's shape table, or an error. */
 static int l_output_shape(lua_State *L) {
     LLayer *u = llayer_check(L, 1);
-    if (!lua_istable(L, 2)) return luaL_error(L, "output_shape: expected a shape table, got %s", luaL_typename(L, 2));
+    if (!lua_istable(L, 2)) return dd_error(L, "output_shape: expected a shape table, got %s", luaL_typename(L, 2));
     int n = (int)lua_rawlen(L, 2);
-    if (n > TENSOR_MAX_DIMS) return luaL_error(L, "output_shape: at most %d dims, got %d", TENSOR_MAX_DIMS, n);
+    if (n > TENSOR_MAX_DIMS) return dd_error(L, "output_shape: at most %d dims, got %d", TENSOR_MAX_DIMS, n);
     int64_t in[TENSOR_MAX_DIMS], out[TENSOR_MAX_DIMS];
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, 2, i + 1);
@@ -578,7 +578,7 @@ static int l_newindex(lua_State *L) {
         lua_setiuservalue(L, 1, UV_NAME);
         return 0;
     }
-    return luaL_error(L, "%s: field '%s' cannot be assigned (assign into tensors with :copy())", u->m.kind->name,
+    return dd_error(L, "%s: field '%s' cannot be assigned (assign into tensors with :copy())", u->m.kind->name,
                       key ? key : luaL_typename(L, 2));
 }
 
@@ -592,7 +592,7 @@ static const luaL_Reg layer_methods[] = {
 static int l_init(lua_State *L) {
     ParamInit init = (ParamInit)lua_tointeger(L, lua_upvalueindex(1));
     Tensor *t = ltensor_check(L, 1);
-    if (!tensor_is_contiguous(t)) return luaL_error(L, "init: tensor must be contiguous");
+    if (!tensor_is_contiguous(t)) return dd_error(L, "init: tensor must be contiguous");
     int64_t fan_in = 1, fan_out = 1;
     if (t->ndim >= 2) { /* PyTorch's fans: (out, in, k...) */
         int64_t rf = 1;

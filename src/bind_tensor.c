@@ -19,7 +19,7 @@ Tensor *ltensor_test(lua_State *L, int idx) {
 Tensor *ltensor_check(lua_State *L, int idx) {
     Tensor *t = luaL_testudata(L, idx, TENSOR_MT);
     if (!t) luaL_typeerror(L, idx, "Tensor");
-    if (!t->storage) luaL_error(L, "Tensor has been freed");
+    if (!t->storage) dd_error(L, "Tensor has been freed");
     return t;
 }
 
@@ -38,19 +38,28 @@ static void gc_account(lua_State *L, int64_t numel) {
     if (kb >= 1024) lua_gc(L, LUA_GCSTEP, (int)(kb > (1 << 30) ? (1 << 30) : kb));
 }
 
+/* The name the running C function was called by ("zeros", "matmul"), so that
+ * allocation errors deep in a binding still name what the user called. */
+static const char *calling_name(lua_State *L) {
+    lua_Debug ar;
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) return ar.name;
+    return "tensor";
+}
+
 static Tensor *push_alloc(lua_State *L, int ndim, const int64_t *shape, int zero) {
     Tensor *t = ltensor_alloc(L);
     TensorStatus st = zero ? tensor_init(t, ndim, shape) : tensor_init_uninit(t, ndim, shape);
     if (st == TENSOR_ESIZE) {
         char s[256];
-        luaL_error(L, "tensor of shape %s is too large (at most %d dims and %lld elements)",
-                   shape_format(s, sizeof s, ndim, shape), TENSOR_MAX_DIMS, (long long)storage_max_elements());
+        dd_error(L, "%s: tensor of shape %s is too large (at most %d dims and %lld elements)",
+                   calling_name(L), shape_format(s, sizeof s, ndim, shape), TENSOR_MAX_DIMS,
+                   (long long)storage_max_elements());
     } else if (st == TENSOR_ENOMEM) {
         char s[256];
         int64_t n = 1;
         shape_check(ndim, shape, &n);
-        luaL_error(L, "out of memory: cannot allocate a tensor of shape %s (%.1f MiB; at most %.1f MiB here)",
-                   shape_format(s, sizeof s, ndim, shape), (double)n * 4 / 1048576.0,
+        dd_error(L, "%s: out of memory: cannot allocate a tensor of shape %s (%.1f MiB; at most %.1f MiB here)",
+                   calling_name(L), shape_format(s, sizeof s, ndim, shape), (double)n * 4 / 1048576.0,
                    (double)storage_max_elements() * 4 / 1048576.0);
     }
     gc_account(L, t->storage->size);
@@ -60,10 +69,22 @@ static Tensor *push_alloc(lua_State *L, int ndim, const int64_t *shape, int zero
 Tensor *ltensor_push_new(lua_State *L, int ndim, const int64_t *shape) { return push_alloc(L, ndim, shape, 1); }
 Tensor *ltensor_push_uninit(lua_State *L, int ndim, const int64_t *shape) { return push_alloc(L, ndim, shape, 0); }
 
+void ltensor_check_writable(lua_State *L, const Tensor *t, const char *fn) {
+    if (tensor_has_internal_overlap(t)) {
+        char s[256];
+        dd_error(L, "%s: cannot write into a tensor of shape %s whose elements share memory (from expand); "
+                    "use clone() first", fn, shape_format(s, sizeof s, t->ndim, t->shape));
+    }
+}
+
 Tensor *ltensor_push_view(lua_State *L, const Tensor *src) {
     Tensor *t = ltensor_alloc(L);
     tensor_init_view(t, src);
     return t;
+}
+
+const char *larg_describe(lua_State *L, int idx) {
+    return lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx);
 }
 
 int64_t larg_int(lua_State *L, int idx, const char *what, int64_t lo, int64_t hi) {
@@ -71,10 +92,10 @@ int64_t larg_int(lua_State *L, int idx, const char *what, int64_t lo, int64_t hi
     lua_Integer v = lua_tointegerx(L, idx, &isnum);
     if (!isnum) {
         if (lua_type(L, idx) == LUA_TNUMBER)
-            luaL_error(L, "%s must be an integer, got %s", what, lua_tostring(L, idx));
-        luaL_error(L, "%s must be an integer, got %s", what, luaL_typename(L, idx));
+            dd_error(L, "%s must be an integer, got %s", what, lua_tostring(L, idx));
+        dd_error(L, "%s must be an integer, got %s", what, luaL_typename(L, idx));
     }
-    if (v < lo || v > hi) luaL_error(L, "%s must be in [%I, %I], got %I", what, (lua_Integer)lo, (lua_Integer)hi, v);
+    if (v < lo || v > hi) dd_error(L, "%s must be in [%lld, %lld], got %lld", what, (lua_Integer)lo, (lua_Integer)hi, v);
     return v;
 }
 
@@ -82,10 +103,10 @@ int64_t larg_int(lua_State *L, int idx, const char *what, int64_t lo, int64_t hi
 static int larg_dim(lua_State *L, int idx, const char *fn, int ndim) {
     int isnum = 0;
     lua_Integer d = lua_tointegerx(L, idx, &isnum);
-    if (!isnum) luaL_error(L, "%s: dimension must be an integer, got %s", fn, luaL_typename(L, idx));
+    if (!isnum) dd_error(L, "%s: dimension must be an integer, got %s", fn, larg_describe(L, idx));
     if (d < 0) d += ndim + 1;
     if (d < 1 || d > ndim)
-        luaL_error(L, "%s: dimension %s out of range for a %d-d tensor", fn, lua_tostring(L, idx), ndim);
+        dd_error(L, "%s: dimension %s out of range for a %d-d tensor", fn, lua_tostring(L, idx), ndim);
     return (int)d - 1;
 }
 
@@ -94,35 +115,39 @@ static int larg_shape(lua_State *L, int first, int last, const char *fn, int64_t
     int n;
     if (lua_istable(L, first) && last == first) {
         n = (int)lua_rawlen(L, first);
-        if (n > TENSOR_MAX_DIMS) luaL_error(L, "%s: at most %d dimensions, got %d", fn, TENSOR_MAX_DIMS, n);
+        if (n > TENSOR_MAX_DIMS) dd_error(L, "%s: at most %d dimensions, got %d", fn, TENSOR_MAX_DIMS, n);
         for (int i = 0; i < n; i++) {
             lua_rawgeti(L, first, i + 1);
             int isnum = 0;
             lua_Integer v = lua_tointegerx(L, -1, &isnum);
             if (!isnum || v < 0)
-                luaL_error(L, "%s: size %d must be a non-negative integer, got %s", fn, i + 1,
+                dd_error(L, "%s: size %d must be a non-negative integer, got %s", fn, i + 1,
                            lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
             shape[i] = v;
             lua_pop(L, 1);
         }
-        return n;
-    }
+    } else {
     n = last - first + 1;
     if (n < 0) n = 0;
-    if (n > TENSOR_MAX_DIMS) luaL_error(L, "%s: at most %d dimensions, got %d", fn, TENSOR_MAX_DIMS, n);
+    if (n > TENSOR_MAX_DIMS) dd_error(L, "%s: at most %d dimensions, got %d", fn, TENSOR_MAX_DIMS, n);
     for (int i = 0; i < n; i++) {
         int isnum = 0;
         lua_Integer v = lua_tointegerx(L, first + i, &isnum);
         if (!isnum || v < 0)
-            luaL_error(L, "%s: size %d must be a non-negative integer, got %s", fn, i + 1,
-                       lua_type(L, first + i) == LUA_TNUMBER ? lua_tostring(L, first + i)
-                                                             : luaL_typename(L, first + i));
+            dd_error(L, "%s: size %d must be a non-negative integer, got %s", fn, i + 1, larg_describe(L, first + i));
         shape[i] = v;
+    }
     }
     int64_t numel;
     if (shape_check(n, shape, &numel) != TENSOR_OK) {
         char s[256];
-        luaL_error(L, "%s: shape %s is too large", fn, shape_format(s, sizeof s, n, shape));
+        dd_error(L, "%s: shape %s is too large", fn, shape_format(s, sizeof s, n, shape));
+    }
+    if (numel > storage_max_elements()) { /* refused before touching memory */
+        char s[256];
+        dd_error(L, "%s: shape %s needs %.1f MiB, more than this machine's %.1f MiB of memory", fn,
+                 shape_format(s, sizeof s, n, shape), (double)numel * 4 / 1048576.0,
+                 (double)storage_max_elements() * 4 / 1048576.0);
     }
     return n;
 }
@@ -130,7 +155,7 @@ static int larg_shape(lua_State *L, int first, int last, const char *fn, int64_t
 static float larg_float(lua_State *L, int idx, const char *fn, const char *what) {
     int isnum = 0;
     lua_Number v = lua_tonumberx(L, idx, &isnum);
-    if (!isnum) luaL_error(L, "%s: %s must be a number, got %s", fn, what, luaL_typename(L, idx));
+    if (!isnum) dd_error(L, "%s: %s must be a number, got %s", fn, what, luaL_typename(L, idx));
     return (float)v;
 }
 
@@ -138,13 +163,13 @@ static float larg_float(lua_State *L, int idx, const char *fn, const char *what)
 
 /* Walks a nested table once to find its shape, checking it is rectangular. */
 static void table_shape(lua_State *L, int idx, int depth, int *ndim, int64_t *shape, int *known) {
-    if (depth >= TENSOR_MAX_DIMS) luaL_error(L, "tensor: nesting deeper than %d levels", TENSOR_MAX_DIMS);
+    if (depth >= TENSOR_MAX_DIMS) dd_error(L, "tensor: nesting deeper than %d levels", TENSOR_MAX_DIMS);
     int64_t n = (int64_t)lua_rawlen(L, idx);
     if (!*known || depth >= *ndim) {
         shape[depth] = n;
         if (depth + 1 > *ndim) *ndim = depth + 1;
     } else if (shape[depth] != n) {
-        luaL_error(L, "tensor: ragged table: dimension %d has lengths %lld and %lld", depth + 1,
+        dd_error(L, "tensor: ragged table: dimension %d has lengths %lld and %lld", depth + 1,
                    (long long)shape[depth], (long long)n);
     }
     if (n == 0) {
@@ -161,7 +186,7 @@ static void table_fill(lua_State *L, int idx, int depth, int ndim, const int64_t
                        char *path, size_t plen) {
     int64_t n = (int64_t)lua_rawlen(L, idx);
     if (n != shape[depth])
-        luaL_error(L, "tensor: ragged table at %s: expected %lld entries, got %lld", path[0] ? path : "top level",
+        dd_error(L, "tensor: ragged table at %s: expected %lld entries, got %lld", path[0] ? path : "top level",
                    (long long)shape[depth], (long long)n);
     size_t base = strlen(path);
     for (int64_t i = 1; i <= n; i++) {
@@ -171,11 +196,11 @@ static void table_fill(lua_State *L, int idx, int depth, int ndim, const int64_t
             int isnum = 0;
             lua_Number v = lua_tonumberx(L, -1, &isnum);
             if (!isnum || lua_type(L, -1) != LUA_TNUMBER)
-                luaL_error(L, "tensor: element %s must be a number, got %s", path, luaL_typename(L, -1));
+                dd_error(L, "tensor: element %s must be a number, got %s", path, luaL_typename(L, -1));
             *(*out)++ = (float)v;
         } else {
             if (!lua_istable(L, -1))
-                luaL_error(L, "tensor: element %s must be a table, got %s", path, luaL_typename(L, -1));
+                dd_error(L, "tensor: element %s must be a table, got %s", path, luaL_typename(L, -1));
             table_fill(L, lua_gettop(L), depth + 1, ndim, shape, out, path, plen);
         }
         lua_pop(L, 1);
@@ -196,7 +221,7 @@ static int l_tensor(lua_State *L) {
         return 1;
     }
     if (!lua_istable(L, 1))
-        return luaL_error(L, "tensor: expected a (nested) table of numbers, a number or a Tensor, got %s",
+        return dd_error(L, "tensor: expected a (nested) table of numbers, a number or a Tensor, got %s",
                           luaL_typename(L, 1));
     int ndim = 0, known = 0;
     int64_t shape[TENSOR_MAX_DIMS] = {0};
@@ -204,7 +229,7 @@ static int l_tensor(lua_State *L) {
     Tensor *t = ltensor_push_new(L, ndim, shape);
     float *p = tensor_data(t);
     char path[TENSOR_MAX_DIMS * 24] = "";
-    if (tensor_numel(t) > 0) table_fill(L, 1, 0, ndim, shape, &p, path, sizeof path);
+    table_fill(L, 1, 0, ndim, shape, &p, path, sizeof path); /* also checks empty rows are not ragged */
     return 1;
 }
 
@@ -221,7 +246,7 @@ static int l_ones(lua_State *L) { return push_filled(L, "ones", 1); }
 
 static int l_full(lua_State *L) {
     int64_t shape[TENSOR_MAX_DIMS];
-    if (!lua_istable(L, 1)) return luaL_error(L, "full: shape must be a table, got %s", luaL_typename(L, 1));
+    if (!lua_istable(L, 1)) return dd_error(L, "full: shape must be a table, got %s", luaL_typename(L, 1));
     float v = larg_float(L, 2, "full", "value");
     int n = larg_shape(L, 1, 1, "full", shape);
     Tensor *t = ltensor_push_uninit(L, n, shape);
@@ -232,11 +257,11 @@ static int l_full(lua_State *L) {
 /* dd.arange(end) / (start, end [, step]): half-open, like torch.arange. */
 static int l_arange(lua_State *L) {
     int nargs = lua_gettop(L);
-    if (nargs < 1 || nargs > 3) return luaL_error(L, "arange: expected 1 to 3 numbers, got %d arguments", nargs);
+    if (nargs < 1 || nargs > 3) return dd_error(L, "arange: expected 1 to 3 numbers, got %d arguments", nargs);
     double start = 0, stop, step = 1;
     for (int i = 1; i <= nargs; i++)
         if (lua_type(L, i) != LUA_TNUMBER)
-            return luaL_error(L, "arange: argument %d must be a number, got %s", i, luaL_typename(L, i));
+            return dd_error(L, "arange: argument %d must be a number, got %s", i, luaL_typename(L, i));
     if (nargs == 1) stop = lua_tonumber(L, 1);
     else {
         start = lua_tonumber(L, 1);
@@ -244,11 +269,11 @@ static int l_arange(lua_State *L) {
         if (nargs == 3) step = lua_tonumber(L, 3);
     }
     if (step == 0 || !isfinite(step) || !isfinite(start) || !isfinite(stop))
-        return luaL_error(L, "arange: start, end and step must be finite and step non-zero, got %f, %f, %f",
+        return dd_error(L, "arange: start, end and step must be finite and step non-zero, got %f, %f, %f",
                           start, stop, step);
     double count = ceil((stop - start) / step);
     if (count < 0) count = 0;
-    if (count > (double)TENSOR_MAX_NUMEL) return luaL_error(L, "arange: %.0f elements is too many", count);
+    if (count > (double)TENSOR_MAX_NUMEL) return dd_error(L, "arange: %.0f elements is too many", count);
     int64_t n = (int64_t)count;
     Tensor *t = ltensor_push_uninit(L, 1, &n);
     float *p = tensor_data(t);
@@ -261,7 +286,7 @@ static int l_rand(lua_State *L) {
     int n = larg_shape(L, 1, lua_gettop(L), "rand", shape);
     Tensor *t = ltensor_push_uninit(L, n, shape);
     float *p = tensor_data(t);
-    for (int64_t i = 0, m = tensor_numel(t); i < m; i++) p[i] = (float)rng_uniform(&rng_global);
+    for (int64_t i = 0, m = tensor_numel(t); i < m; i++) p[i] = (float)(rng_next(&rng_global) >> 40) * 0x1p-24f;
     return 1;
 }
 
@@ -338,18 +363,18 @@ static float *element_at(lua_State *L, Tensor *t, int first, const char *fn) {
     int given = lua_gettop(L) - first + 1;
     if (strcmp(fn, "set") == 0) given--; /* the last argument is the value */
     if (given != t->ndim)
-        luaL_error(L, "%s: a %d-d tensor needs %d indices, got %d", fn, t->ndim, t->ndim, given < 0 ? 0 : given);
+        dd_error(L, "%s: a %d-d tensor needs %d indices, got %d", fn, t->ndim, t->ndim, given < 0 ? 0 : given);
     int64_t idx[TENSOR_MAX_DIMS];
     for (int i = 0; i < t->ndim; i++) {
         int isnum = 0;
         lua_Integer v = lua_tointegerx(L, first + i, &isnum);
         if (!isnum)
-            luaL_error(L, "%s: index %d must be an integer, got %s", fn, i + 1,
+            dd_error(L, "%s: index %d must be an integer, got %s", fn, i + 1,
                        lua_type(L, first + i) == LUA_TNUMBER ? lua_tostring(L, first + i)
                                                              : luaL_typename(L, first + i));
         if (v < 0) v += t->shape[i] + 1;
         if (v < 1 || v > t->shape[i])
-            luaL_error(L, "%s: index %s out of range for dimension %d of size %lld", fn, lua_tostring(L, first + i),
+            dd_error(L, "%s: index %s out of range for dimension %d of size %lld", fn, lua_tostring(L, first + i),
                        i + 1, (long long)t->shape[i]);
         idx[i] = v - 1;
     }
@@ -374,7 +399,7 @@ static int m_set(lua_State *L) {
 static int m_item(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
     if (tensor_numel(t) != 1)
-        return luaL_error(L, "item: tensor must have exactly one element, got %lld", (long long)tensor_numel(t));
+        return dd_error(L, "item: tensor must have exactly one element, got %lld", (long long)tensor_numel(t));
     int64_t idx[TENSOR_MAX_DIMS] = {0};
     lpush_float(L, tensor_data(t)[tensor_index_offset(t, idx)]);
     return 1;
@@ -398,17 +423,17 @@ static int64_t larg_index(lua_State *L, int idx, const char *fn, int64_t size, i
     int isnum = 0;
     lua_Integer i = lua_tointegerx(L, idx, &isnum);
     if (!isnum)
-        luaL_error(L, "%s: index must be an integer, got %s", fn,
+        dd_error(L, "%s: index must be an integer, got %s", fn,
                    lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx));
     lua_Integer j = i < 0 ? i + size + 1 : i;
     if (j < 1 || j > size)
-        luaL_error(L, "%s: index %I out of range for dimension %d of size %I", fn, i, d + 1, (lua_Integer)size);
+        dd_error(L, "%s: index %lld out of range for dimension %d of size %lld", fn, i, d + 1, (lua_Integer)size);
     return j - 1;
 }
 
 static int m_select(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
-    if (t->ndim == 0) return luaL_error(L, "select: cannot select from a 0-d tensor");
+    if (t->ndim == 0) return dd_error(L, "select: cannot select from a 0-d tensor");
     int d = larg_dim(L, 2, "select", t->ndim);
     int64_t i = larg_index(L, 3, "select", t->shape[d], d);
     Tensor *v = ltensor_push_view(L, t);
@@ -434,14 +459,14 @@ static int m_permute(lua_State *L) {
     int n = lua_gettop(L) - 1;
     int table = lua_istable(L, 2);
     if (table) n = (int)lua_rawlen(L, 2);
-    if (n != t->ndim) return luaL_error(L, "permute: a %d-d tensor needs %d dimensions, got %d", t->ndim, t->ndim, n);
+    if (n != t->ndim) return dd_error(L, "permute: a %d-d tensor needs %d dimensions, got %d", t->ndim, t->ndim, n);
     int seen[TENSOR_MAX_DIMS] = {0}, perm[TENSOR_MAX_DIMS];
     for (int i = 0; i < n; i++) {
         if (table) lua_rawgeti(L, 2, i + 1);
         else lua_pushvalue(L, i + 2);
         perm[i] = larg_dim(L, -1, "permute", t->ndim);
         lua_pop(L, 1);
-        if (seen[perm[i]]++) return luaL_error(L, "permute: dimension %d repeated", perm[i] + 1);
+        if (seen[perm[i]]++) return dd_error(L, "permute: dimension %d repeated", perm[i] + 1);
     }
     Tensor *v = ltensor_push_view(L, t);
     for (int i = 0; i < n; i++) {
@@ -455,7 +480,7 @@ static int m_permute(lua_State *L) {
 static int parse_new_shape(lua_State *L, const Tensor *t, const char *fn, int64_t *shape) {
     int from_table = lua_gettop(L) == 2 && lua_istable(L, 2);
     int n = from_table ? (int)lua_rawlen(L, 2) : lua_gettop(L) - 1;
-    if (n > TENSOR_MAX_DIMS) luaL_error(L, "%s: at most %d dimensions, got %d", fn, TENSOR_MAX_DIMS, n);
+    if (n > TENSOR_MAX_DIMS) dd_error(L, "%s: at most %d dimensions, got %d", fn, TENSOR_MAX_DIMS, n);
     int infer = -1;
     int64_t known = 1;
     for (int i = 0; i < n; i++) {
@@ -464,16 +489,16 @@ static int parse_new_shape(lua_State *L, const Tensor *t, const char *fn, int64_
         int isnum = 0;
         lua_Integer v = lua_tointegerx(L, -1, &isnum);
         if (!isnum || v < -1)
-            luaL_error(L, "%s: size %d must be a non-negative integer or -1, got %s", fn, i + 1,
+            dd_error(L, "%s: size %d must be a non-negative integer or -1, got %s", fn, i + 1,
                        lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
         lua_pop(L, 1);
         if (v == -1) {
-            if (infer >= 0) luaL_error(L, "%s: only one size may be -1", fn);
+            if (infer >= 0) dd_error(L, "%s: only one size may be -1", fn);
             infer = i;
             shape[i] = 1;
         } else {
             shape[i] = v;
-            if (v != 0 && known > TENSOR_MAX_NUMEL / v) luaL_error(L, "%s: shape too large", fn);
+            if (v != 0 && known > TENSOR_MAX_NUMEL / v) dd_error(L, "%s: shape too large", fn);
             known *= v;
         }
     }
@@ -481,7 +506,7 @@ static int parse_new_shape(lua_State *L, const Tensor *t, const char *fn, int64_
     if (infer >= 0) {
         if (known == 0 || numel % known != 0) {
             char s[256];
-            luaL_error(L, "%s: cannot infer size -1 for %lld elements from %s", fn, (long long)numel,
+            dd_error(L, "%s: cannot infer size -1 for %lld elements from %s", fn, (long long)numel,
                        shape_format(s, sizeof s, n, shape));
         }
         shape[infer] = numel / known;
@@ -489,7 +514,7 @@ static int parse_new_shape(lua_State *L, const Tensor *t, const char *fn, int64_
     }
     if (known != numel) {
         char a[256], b[256];
-        luaL_error(L, "%s: shape %s has %lld elements, tensor of shape %s has %lld", fn, shape_format(a, sizeof a, n, shape),
+        dd_error(L, "%s: shape %s has %lld elements, tensor of shape %s has %lld", fn, shape_format(a, sizeof a, n, shape),
                    (long long)known, shape_format(b, sizeof b, t->ndim, t->shape), (long long)numel);
     }
     return n;
@@ -501,7 +526,7 @@ static int m_view(lua_State *L) {
     int n = parse_new_shape(L, t, "view", shape);
     if (!tensor_is_contiguous(t)) {
         char s[256];
-        return luaL_error(L, "view: tensor of shape %s is not contiguous; use reshape or contiguous() first",
+        return dd_error(L, "view: tensor of shape %s is not contiguous; use reshape or contiguous() first",
                           shape_format(s, sizeof s, t->ndim, t->shape));
     }
     Tensor *v = ltensor_push_view(L, t);
@@ -533,7 +558,7 @@ static int m_flatten(lua_State *L) {
 
 static int m_unsqueeze(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
-    if (t->ndim >= TENSOR_MAX_DIMS) return luaL_error(L, "unsqueeze: tensor already has %d dimensions", t->ndim);
+    if (t->ndim >= TENSOR_MAX_DIMS) return dd_error(L, "unsqueeze: tensor already has %d dimensions", t->ndim);
     int d = larg_dim(L, 2, "unsqueeze", t->ndim + 1);
     Tensor *v = ltensor_push_view(L, t);
     for (int k = v->ndim; k > d; k--) {
@@ -548,12 +573,13 @@ static int m_unsqueeze(lua_State *L) {
 
 static int m_squeeze(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
-    Tensor *v = ltensor_push_view(L, t);
     if (!lua_isnoneornil(L, 2)) {
         int d = larg_dim(L, 2, "squeeze", t->ndim);
+        Tensor *v = ltensor_push_view(L, t);
         if (t->shape[d] == 1) tensor_select(v, d, 0);
         return 1;
     }
+    Tensor *v = ltensor_push_view(L, t);
     for (int d = v->ndim - 1; d >= 0; d--)
         if (v->shape[d] == 1) tensor_select(v, d, 0);
     return 1;
@@ -563,12 +589,12 @@ static int m_expand(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
     int64_t shape[TENSOR_MAX_DIMS];
     int n = larg_shape(L, 2, lua_gettop(L), "expand", shape);
-    if (n < t->ndim) return luaL_error(L, "expand: %d sizes given for a %d-d tensor", n, t->ndim);
+    if (n < t->ndim) return dd_error(L, "expand: %d sizes given for a %d-d tensor", n, t->ndim);
     for (int i = 0; i < n; i++) {
         int ti = t->ndim - n + i;
         if (ti >= 0 && t->shape[ti] != 1 && t->shape[ti] != shape[i]) {
             char a[256], b[256];
-            return luaL_error(L, "expand: cannot expand shape %s to %s", shape_format(a, sizeof a, t->ndim, t->shape),
+            return dd_error(L, "expand: cannot expand shape %s to %s", shape_format(a, sizeof a, t->ndim, t->shape),
                               shape_format(b, sizeof b, n, shape));
         }
     }
@@ -598,9 +624,10 @@ static int m_clone(lua_State *L) {
 static int m_copy(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
     Tensor *src = ltensor_check(L, 2);
+    ltensor_check_writable(L, t, "copy");
     if (tensor_numel(t) != tensor_numel(src)) {
         char a[256], b[256];
-        return luaL_error(L, "copy: source of shape %s has %lld elements, destination of shape %s has %lld",
+        return dd_error(L, "copy: source of shape %s has %lld elements, destination of shape %s has %lld",
                           shape_format(a, sizeof a, src->ndim, src->shape), (long long)tensor_numel(src),
                           shape_format(b, sizeof b, t->ndim, t->shape), (long long)tensor_numel(t));
     }
@@ -611,6 +638,7 @@ static int m_copy(lua_State *L) {
 
 static int m_fill(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
+    ltensor_check_writable(L, t, "fill");
     tensor_fill(t, larg_float(L, 2, "fill", "value"));
     lua_settop(L, 1);
     return 1;
@@ -649,7 +677,7 @@ static int m_gc(lua_State *L) {
 
 static int m_len(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
-    if (t->ndim == 0) return luaL_error(L, "#: a 0-d tensor has no length");
+    if (t->ndim == 0) return dd_error(L, "#: a 0-d tensor has no length");
     lua_pushinteger(L, t->shape[0]);
     return 1;
 }
@@ -658,7 +686,7 @@ static int m_len(lua_State *L) {
 static int m_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TNUMBER) {
         Tensor *t = ltensor_check(L, 1);
-        if (t->ndim == 0) return luaL_error(L, "index: cannot index a 0-d tensor");
+        if (t->ndim == 0) return dd_error(L, "index: cannot index a 0-d tensor");
         int64_t i = larg_index(L, 2, "index", t->shape[0], 0);
         Tensor *v = ltensor_push_view(L, t);
         tensor_select(v, 0, i);
@@ -672,16 +700,17 @@ static int m_index(lua_State *L) {
 /* t[i] = number fills the slice; t[i] = tensor copies into it. */
 static int m_newindex(lua_State *L) {
     Tensor *t = ltensor_check(L, 1);
-    if (lua_type(L, 2) != LUA_TNUMBER) return luaL_error(L, "newindex: tensor fields cannot be assigned (key %s)", lua_tostring(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
-    if (t->ndim == 0) return luaL_error(L, "newindex: cannot index a 0-d tensor");
+    if (lua_type(L, 2) != LUA_TNUMBER) return dd_error(L, "newindex: tensor fields cannot be assigned (key %s)", lua_tostring(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
+    if (t->ndim == 0) return dd_error(L, "newindex: cannot index a 0-d tensor");
     int64_t i = larg_index(L, 2, "newindex", t->shape[0], 0);
     Tensor slice = *t; /* borrowed view */
     tensor_select(&slice, 0, i);
+    ltensor_check_writable(L, &slice, "newindex");
     Tensor *src = ltensor_test(L, 3);
     if (src) {
         if (tensor_numel(src) != tensor_numel(&slice)) {
             char a[256], b[256];
-            return luaL_error(L, "newindex: value of shape %s does not fit slice of shape %s",
+            return dd_error(L, "newindex: value of shape %s does not fit slice of shape %s",
                               shape_format(a, sizeof a, src->ndim, src->shape), shape_format(b, sizeof b, slice.ndim, slice.shape));
         }
         tensor_copy_data(&slice, src);

@@ -198,6 +198,12 @@ char *shape_format(char *buf, size_t len, int ndim, const int64_t *shape) {
     return buf;
 }
 
+int tensor_has_internal_overlap(const Tensor *t) {
+    for (int i = 0; i < t->ndim; i++)
+        if (t->stride[i] == 0 && t->shape[i] > 1) return 1;
+    return 0;
+}
+
 int64_t tensor_index_offset(const Tensor *t, const int64_t *idx) {
     int64_t off = 0;
     for (int i = 0; i < t->ndim; i++) off += idx[i] * t->stride[i];

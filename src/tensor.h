@@ -66,6 +66,10 @@ int tensor_same_shape(const Tensor *a, const Tensor *b);
 /* Formats "(2,3,4)" into buf; returns buf. */
 char *shape_format(char *buf, size_t len, int ndim, const int64_t *shape);
 
+/* Whether two elements share memory (a stride 0 on a dimension of size > 1,
+ * as expand() makes): writing into such a tensor is refused. */
+int tensor_has_internal_overlap(const Tensor *t);
+
 /* Offset (elements from tensor_data) of a 0-based multi-index. */
 int64_t tensor_index_offset(const Tensor *t, const int64_t *idx);
 

@@ -163,13 +163,13 @@ static inline float unary_apply(UnaryOp op, float x) {
     case UN_ABS: return fabsf(x);
     case UN_TANH: return tanhf(x);
     case UN_SIGMOID: return x >= 0 ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
-    case UN_RELU: return x > 0 ? x : 0;
+    case UN_RELU: return x > 0 || isnan(x) ? x : 0; /* NaN propagates, as in torch */
     case UN_SIN: return sinf(x);
     case UN_COS: return cosf(x);
     case UN_FLOOR: return floorf(x);
     case UN_CEIL: return ceilf(x);
     case UN_ROUND: return nearbyintf(x); /* half to even, like torch.round */
-    case UN_SIGN: return (float)((x > 0) - (x < 0));
+    case UN_SIGN: return isnan(x) ? x : (float)((x > 0) - (x < 0));
     case UN_SQUARE: return x * x;
     }
     return x;
