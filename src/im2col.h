@@ -1,0 +1,111 @@
+/* im2col.h: the geometry of a 2-d convolution and the im2col / col2im
+ * rearrangements that turn it into matrix products, shared by Conv2d and
+ * ConvTranspose2d (plain C, no Lua); also the prototypes of the image
+ * layers' kernels (nn_conv2d.c, nn_conv_transpose2d.c, nn_maxpool2d.c,
+ * nn_upsample.c) for tests and benchmarks.
+ *
+ * A ConvShape describes a convolution from its "image" side to its "grid"
+ * side: the image (N, C, H, W) is read through K kernels of (C, KH, KW) at
+ * grid positions (OH, OW). Grid position (oy, ox) and kernel tap (i, j) read
+ * image pixel (oy*sh - pt + i*dh, ox*sw - pl + j*dw); pixels outside the
+ * image are zeros (the padding). Conv2d goes image -> grid; ConvTranspose2d,
+ * its adjoint, goes grid -> image with the same weight layout (K, C, KH, KW),
+ * which is PyTorch's (in, out, kh, kw) for a transposed convolution.
+ *
+ * The sizes are stored, not recomputed: a transposed convolution with
+ * output_padding has image rows that no grid position reaches. */
+#ifndef DD_IM2COL_H
+#define DD_IM2COL_H
+
+#include <stdint.h>
+
+typedef struct ConvShape {
+    int64_t n;              /* batch */
+    int64_t c, h, w;        /* image side: channels and size */
+    int64_t k, oh, ow;      /* grid side: channels (one per kernel) and size */
+    int64_t kh, kw;         /* kernel size */
+    int64_t sh, sw;         /* stride */
+    int64_t dh, dw;         /* dilation */
+    int64_t pt, pb, pl, pr; /* zero padding: top, bottom, left, right */
+} ConvShape;
+
+/* TensorFlow's 'same' padding along one dimension: the grid is
+ * ceil(image / stride) long and the padding is the least that makes it so,
+ * split evenly with the odd pixel at the end (bottom / right). extent is the
+ * dilated kernel size, dilation*(k-1) + 1. For stride 1 this is PyTorch's
+ * padding='same' too. */
+void conv_same_padding(int64_t *pad_begin, int64_t *pad_end, int64_t image, int64_t extent, int64_t stride);
+
+/* Rows [oy0, oy1) of the grid as columns: col is (C*KH*KW, (oy1-oy0)*OW),
+ * row (c*KH + i)*KW + j holding image channel c under tap (i, j); im is one
+ * image (C, H, W). Padding positions get zeros. */
+void im2col(float *col, const float *im, const ConvShape *s, int64_t oy0, int64_t oy1);
+/* The adjoint: adds every entry of col (as laid out by im2col for grid rows
+ * [oy0, oy1)) into the image pixel it came from; entries on padding are
+ * dropped. im is (C, H, W) and is accumulated into, not overwritten. */
+void col2im(float *im, const float *col, const ConvShape *s, int64_t oy0, int64_t oy1);
+
+/* 1x1 kernel, stride 1, no padding: the image itself is the column matrix,
+ * so no im2col is needed. */
+int conv_is_pointwise(const ConvShape *s);
+/* Grid rows per im2col tile: whole images when they are small, otherwise a
+ * band of rows whose columns stay cache-sized (see im2col.c). */
+int64_t conv_tile_rows(const ConvShape *s);
+/* Floats of scratch the fast kernels need: one tile of columns
+ * (C*KH*KW * conv_tile_rows * OW), 0 for pointwise convolutions. */
+int64_t conv_workspace_floats(const ConvShape *s);
+
+/* db[c] += sum of g[c, :] for g (channels, len): bias gradients. */
+void channel_sums_add(float *db, const float *g, int64_t channels, int64_t len);
+/* y[c, :] = b[c] for y (channels, len), or zeros when b is NULL. */
+void channel_fill(float *y, const float *b, int64_t channels, int64_t len);
+
+/* ---- kernels of the image layers; all tensors NCHW and contiguous ----
+ * Outputs first; parameter gradients are added (+=), input gradients
+ * overwritten; any gradient pointer may be NULL to skip it. ws holds
+ * conv_workspace_floats(s) floats. The _ref versions are direct loops. */
+
+/* Conv2d: x is the image (N, C, H, W), w is (K, C, KH, KW), b is (K) or
+ * NULL, y is the grid (N, K, OH, OW). */
+void conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws, const ConvShape *s);
+void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, float *ws,
+                     const ConvShape *s);
+void conv2d_forward_ref(float *y, const float *x, const float *w, const float *b, const ConvShape *s);
+void conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                         const ConvShape *s);
+
+/* ConvTranspose2d, the adjoint of the Conv2d that s describes: x is the
+ * grid (N, K, OH, OW) with K = in_channels, w is (K, C, KH, KW) = PyTorch's
+ * (in, out, kh, kw), b is (C) or NULL, y is the image (N, C, H, W) with
+ * C = out_channels. */
+void conv_transpose2d_forward(float *y, const float *x, const float *w, const float *b, float *ws,
+                              const ConvShape *s);
+void conv_transpose2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                               float *ws, const ConvShape *s);
+void conv_transpose2d_forward_ref(float *y, const float *x, const float *w, const float *b, const ConvShape *s);
+void conv_transpose2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                                   const float *w, const ConvShape *s);
+
+/* MaxPool2d over planes: x is (planes, H, W), y and argmax are
+ * (planes, OH, OW); window (oy, ox) covers rows oy*stride - pad + [0, kernel)
+ * and the same for columns, padding never wins. argmax receives the flat
+ * index iy*W + ix of the winner within its plane: the first maximum, or the
+ * last NaN (PyTorch's rule, so NaN propagates). */
+void maxpool2d_forward(float *y, int32_t *argmax, const float *x, int64_t planes, int64_t h, int64_t w,
+                       int64_t oh, int64_t ow, int64_t kernel, int64_t stride, int64_t pad);
+/* dx (planes, H, W) is overwritten: each dy goes to its window's winner. */
+void maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, int64_t planes, int64_t h, int64_t w,
+                        int64_t oh, int64_t ow);
+void maxpool2d_forward_ref(float *y, const float *x, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                           int64_t kernel, int64_t stride, int64_t pad);
+void maxpool2d_backward_ref(float *dx, const float *dy, const float *x, int64_t planes, int64_t h, int64_t w,
+                            int64_t oh, int64_t ow, int64_t kernel, int64_t stride, int64_t pad);
+
+/* Upsample, nearest, integer scale: x is (planes, H, W), y is
+ * (planes, H*scale, W*scale); backward sums dy over each scale x scale block. */
+void upsample_nearest_forward(float *y, const float *x, int64_t planes, int64_t h, int64_t w, int64_t scale);
+void upsample_nearest_backward(float *dx, const float *dy, int64_t planes, int64_t h, int64_t w, int64_t scale);
+void upsample_nearest_forward_ref(float *y, const float *x, int64_t planes, int64_t h, int64_t w, int64_t scale);
+void upsample_nearest_backward_ref(float *dx, const float *dy, int64_t planes, int64_t h, int64_t w, int64_t scale);
+
+#endif
