@@ -146,6 +146,14 @@ static int script_run(lua_State *L, const Options *o) {
     const char *name = o->argv[o->script];
     /* "-" is stdin, except after "--" where it names a file called "-". */
     int from_stdin = strcmp(name, "-") == 0 && strcmp(o->argv[o->script - 1], "--") != 0;
+    /* A relative script path that does not exist here is looked up in the
+     * runtime's home, so `deepdance experiments/x.lua` works from any folder
+     * and after `make install`. */
+    char found[4096];
+    if (!from_stdin && name[0] != '/' && access(name, F_OK) != 0) {
+        snprintf(found, sizeof found, "%s/%s", dd_home(), name);
+        if (access(found, R_OK) == 0) name = found;
+    }
     int status = luaL_loadfile(L, from_stdin ? NULL : name);
     if (status == LUA_OK) {
         int n = o->argc - o->script - 1;

@@ -48,10 +48,19 @@ const char *dd_home(void) {
         exe[n] = 0;
         char *slash = strrchr(exe, '/');
         if (slash) *slash = 0;
-        char probe[PATH_MAX + 32];
+        char probe[PATH_MAX + 64];
         snprintf(probe, sizeof probe, "%s/lua/deepdance/init.lua", exe);
         if (file_exists(probe)) {
             snprintf(home, sizeof home, "%s", exe);
+            return home;
+        }
+        /* installed: PREFIX/bin/deepdance next to PREFIX/share/deepdance */
+        snprintf(probe, sizeof probe, "%s/../share/deepdance/lua/deepdance/init.lua", exe);
+        if (file_exists(probe)) {
+            snprintf(probe, sizeof probe, "%s/../share/deepdance", exe);
+            char *real = realpath(probe, NULL);
+            snprintf(home, sizeof home, "%s", real ? real : DD_DATADIR);
+            free(real);
             return home;
         }
     }
