@@ -53,6 +53,7 @@ void bind_io_open(lua_State *L, int dd);
 void bind_core_open(lua_State *L, int dd);
 void bind_json_open(lua_State *L, int dd);
 void bind_nn_open(lua_State *L, int dd);
+void bind_data_open(lua_State *L, int dd);
 void bind_loss_open(lua_State *L, int dd);
 void bind_optim_open(lua_State *L, int dd);
 void bind_metrics_open(lua_State *L, int dd);

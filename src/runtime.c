@@ -30,6 +30,7 @@ static const struct {
     {"image", bind_image_open},
     {"vision", bind_vision_open},
     {"video", bind_video_open},
+    {"data", bind_data_open},
 };
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
