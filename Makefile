@@ -8,7 +8,7 @@ VERSION  = 0.1.0
 PKGS    = lua5.4 openblas libavformat libavcodec libavutil libswscale libpng libcjson
 # Debian packages: build, then tests (cmocka, busted, ffmpeg CLI, python3 for interop), then demo plots.
 DEB_BUILD = gcc make pkg-config liblua5.4-dev libopenblas-dev libavformat-dev libavcodec-dev \
-            libavutil-dev libswscale-dev libpng-dev libcjson-dev libreadline-dev
+            libavutil-dev libswscale-dev libpng-dev libcjson-dev libreadline-dev lua-argparse
 DEB_TEST  = libcmocka-dev lua-busted ffmpeg python3 tmux
 DEB_DEMO  = gnuplot-nox
 DEB_ALL   = $(DEB_BUILD) $(DEB_TEST) $(DEB_DEMO)

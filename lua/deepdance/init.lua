@@ -32,5 +32,6 @@ end
 
 assert(loadfile(dd.home .. "/lua/deepdance/nn.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/checkpoint.lua"))(dd)
+assert(loadfile(dd.home .. "/lua/deepdance/cli.lua"))(dd)
 
 return dd
