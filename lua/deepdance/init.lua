@@ -32,6 +32,7 @@ end
 
 assert(loadfile(dd.home .. "/lua/deepdance/nn.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/checkpoint.lua"))(dd)
+assert(loadfile(dd.home .. "/lua/deepdance/fit.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/cli.lua"))(dd)
 
 return dd
