@@ -24,16 +24,31 @@ local o = dd.cli.parse(p, arg)
 local v = dd.video.open(o.video)
 local H, W = o.height, o.width
 -- The silhouette rule runs at twice the output size: thresholding there and
--- then area-shrinking gives the antialiased edges the original had.
+-- then area-shrinking gives the antialiased edges the original had. FFmpeg's
+-- scaler shrinks each frame straight to the working size (so full-size frames
+-- are never converted), then a centred crop (a view) or a white pad gives 5:3.
 local WH, WW = 2 * H, 2 * W
+local dh, dw = WH, WW
+if o.fit ~= "stretch" then
+  local s = (o.fit == "crop" and math.max or math.min)(WH / v.height, WW / v.width)
+  dh, dw = math.max(1, math.floor(v.height * s + 0.5)), math.max(1, math.floor(v.width * s + 0.5))
+  if o.fit == "crop" then dh, dw = math.max(dh, WH), math.max(dw, WW) else dh, dw = math.min(dh, WH), math.min(dw, WW) end
+end
 local function working(frame)
-  return dd.vision.resize(frame, WH, WW, { filter = "area", fit = o.fit })
+  if dh == WH and dw == WW then return frame end
+  if o.fit == "crop" then
+    return frame:narrow(2, (dh - WH) // 2 + 1, WH):narrow(3, (dw - WW) // 2 + 1, WW)
+  end
+  local canvas = dd.ones(frame:size(1), WH, WW)
+  canvas:narrow(2, (WH - dh) // 2 + 1, dh):narrow(3, (WW - dw) // 2 + 1, dw):copy(frame)
+  return canvas
 end
 
 local background
 if o.background == "median" then
   io.stderr:write(("building a median background from %d frames...\n"):format(o.samples))
-  background = working(dd.vision.background_model(v, { samples = o.samples }))
+  local bg = dd.vision.background_model(v, { samples = o.samples })
+  background = working(dd.vision.resize(bg, dh, dw, { filter = "area" }))
 end
 
 local writer = dd.data.frame_writer{ channels = 1, height = H, width = W }
@@ -53,7 +68,7 @@ local function progress(n, final)
   if final then io.stderr:write("\n") end
 end
 
-for frame in v:frames{ fps = o.fps } do
+for frame in v:frames{ fps = o.fps, size = { dh, dw } } do
   local f = working(frame)
   local mask
   if background then

@@ -283,6 +283,21 @@ void tensor_copy_data(Tensor *dst, const Tensor *src) {
             return;
         }
     }
+    /* Same shape with contiguous rows (crops, narrowed batches): copy row by row. */
+    int nd = dst->ndim;
+    if (tensor_same_shape(dst, src) && nd >= 1 && dst->stride[nd - 1] == 1 && src->stride[nd - 1] == 1) {
+        int64_t row = dst->shape[nd - 1], rows = row ? tensor_numel(dst) / row : 0;
+        int64_t idx[TENSOR_MAX_DIMS] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            memcpy(tensor_data(dst) + tensor_index_offset(dst, idx), tensor_data(src) + tensor_index_offset(src, idx),
+                   (size_t)row * sizeof(float));
+            for (int k = nd - 2; k >= 0; k--) {
+                if (++idx[k] < dst->shape[k]) break;
+                idx[k] = 0;
+            }
+        }
+        return;
+    }
     TensorIter is, id;
     tensor_iter_init(&is, src);
     tensor_iter_init(&id, dst);

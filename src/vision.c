@@ -15,11 +15,19 @@ static inline int to_byte(float v) {
     return (int)floor((double)v * 255.0 + 0.5);
 }
 
+/* to_byte in float without floor(): for v in [0, 1] adding 0.5 and
+ * truncating rounds the same way, and this loop runs on every decoded pixel. */
+static inline int to_byte_fast(float v) {
+    if (!(v > 0.0f)) return 0;
+    if (v >= 1.0f) return 255;
+    return (int)(v * 255.0f + 0.5f);
+}
+
 void silhouette_threshold(float *out, const float *frame, int channels, int64_t hw, double sum_above) {
     for (int64_t p = 0; p < hw; p++) {
         int sum;
-        if (channels == 3) sum = to_byte(frame[p]) + to_byte(frame[hw + p]) + to_byte(frame[2 * hw + p]);
-        else sum = 3 * to_byte(frame[p]);
+        if (channels == 3) sum = to_byte_fast(frame[p]) + to_byte_fast(frame[hw + p]) + to_byte_fast(frame[2 * hw + p]);
+        else sum = 3 * to_byte_fast(frame[p]);
         out[p] = (double)sum > sum_above ? 1.0f : 0.0f;
     }
 }
