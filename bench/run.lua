@@ -54,7 +54,37 @@ benches.matmul = function()
         peak_fraction = gflops / peer.gflops }
 end
 
-local order = { "matmul" }
+-- Ingest of a 10-minute 640x360 30 fps H.264 clip at 3 fps to 120x200
+-- silhouettes (experiments/ingest.lua, everything included) against
+-- `ffmpeg -i clip -vf fps=3,scale=200:120 -f rawvideo -y /dev/null`.
+-- Runs alternate (ours, ffmpeg, ours, ...) so machine noise hits both; best of each.
+local function sh_time(cmd)
+  local t0 = dd.clock()
+  local ok = os.execute(cmd)
+  if not ok then error("bench: command failed: " .. cmd) end
+  return dd.clock() - t0
+end
+
+benches.ingest = function()
+  local clip = home .. "/build/bench/clip10.mp4"
+  if not io.open(clip) then
+    io.stderr:write("bench: making a 10-minute test clip (once)...\n")
+    sh_time("ffmpeg -loglevel error -f lavfi -i testsrc2=size=640x360:rate=30 -t 600 -c:v libx264 -preset veryfast " ..
+            "-pix_fmt yuv420p -y " .. clip .. ".tmp.mp4 && mv " .. clip .. ".tmp.mp4 " .. clip)
+  end
+  local reps = opts.quick and 1 or 3
+  local ours, peer = math.huge, math.huge
+  for _ = 1, reps do
+    ours = math.min(ours, sh_time(home .. "/deepdance " .. home .. "/experiments/ingest.lua --video " .. clip ..
+      " --out " .. home .. "/build/bench/clip10.safetensors > /dev/null 2>&1"))
+    peer = math.min(peer, sh_time("ffmpeg -loglevel error -i " .. clip ..
+      " -vf fps=3,scale=200:120 -f rawvideo -y /dev/null"))
+  end
+  add { name = "ingest 10 min at 3 fps (ingest.lua vs ffmpeg CLI)", unit = "s", value = ours, peer = peer,
+        ratio = peer / ours }
+end
+
+local order = { "matmul", "ingest" }
 for _, name in ipairs(order) do
   if not opts.only or opts.only == name then benches[name]() end
 end

@@ -349,7 +349,7 @@ TensorStatus tensor_matmul(Tensor *c, const Tensor *a, const Tensor *b) {
     /* Operands BLAS cannot read in place are copied to contiguous temporaries. */
     Tensor ac = {0}, bc = {0};
     const Tensor *pa = a, *pb = b;
-    int ta, lda, tb, ldb;
+    int ta = 0, lda = 1, tb = 0, ldb = 1;
     if (!blas_layout(a, da, &ta, &lda) || (a->ndim == 3 && a->shape[0] > 1 && a->stride[0] == 0)) {
         if (tensor_init(&ac, a->ndim, a->shape) != TENSOR_OK) return TENSOR_ENOMEM;
         tensor_copy_data(&ac, a);

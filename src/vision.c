@@ -15,20 +15,25 @@ static inline int to_byte(float v) {
     return (int)floor((double)v * 255.0 + 0.5);
 }
 
-/* to_byte in float without floor(): for v in [0, 1] adding 0.5 and
- * truncating rounds the same way, and this loop runs on every decoded pixel. */
+/* to_byte without branches or floor(): clamp, scale, add 0.5, truncate —
+ * the same rounding for v in [0, 1] (NaN fails v > 0 and clamps to 0), as
+ * selects the compiler vectorises (fminf/fmaxf would be library calls), for
+ * the loop below that runs on every decoded pixel. */
 static inline int to_byte_fast(float v) {
-    if (!(v > 0.0f)) return 0;
-    if (v >= 1.0f) return 255;
+    v = v > 0.0f ? v : 0.0f;
+    v = v < 1.0f ? v : 1.0f;
     return (int)(v * 255.0f + 0.5f);
 }
 
 void silhouette_threshold(float *out, const float *frame, int channels, int64_t hw, double sum_above) {
-    for (int64_t p = 0; p < hw; p++) {
-        int sum;
-        if (channels == 3) sum = to_byte_fast(frame[p]) + to_byte_fast(frame[hw + p]) + to_byte_fast(frame[2 * hw + p]);
-        else sum = 3 * to_byte_fast(frame[p]);
-        out[p] = (double)sum > sum_above ? 1.0f : 0.0f;
+    /* sum > sum_above on integers: compare with the largest integer not above it */
+    const int limit = (int)floor(sum_above);
+    if (channels == 3) {
+        const float *r = frame, *g = frame + hw, *b = frame + 2 * hw;
+        for (int64_t p = 0; p < hw; p++)
+            out[p] = to_byte_fast(r[p]) + to_byte_fast(g[p]) + to_byte_fast(b[p]) > limit ? 1.0f : 0.0f;
+    } else {
+        for (int64_t p = 0; p < hw; p++) out[p] = 3 * to_byte_fast(frame[p]) > limit ? 1.0f : 0.0f;
     }
 }
 
