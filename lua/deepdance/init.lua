@@ -34,5 +34,6 @@ assert(loadfile(dd.home .. "/lua/deepdance/nn.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/checkpoint.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/fit.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/cli.lua"))(dd)
+assert(loadfile(dd.home .. "/lua/deepdance/dance/init.lua"))(dd)
 
 return dd

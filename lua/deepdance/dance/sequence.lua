@@ -1,0 +1,351 @@
+-- deepdance.dance sequence: training and loading the next-latent model.
+--   local history, model = dd.dance.train_sequence{ae_dir = "runs/r/ae", data = "data/clip.safetensors",
+--     out = "runs/r/seq", variant = "notebook", split = 13000, epochs = 900}
+--   local seq = dd.dance.load_sequence("runs/r/seq")   -- eval mode, seq.look_back, seq.variant, seq.latent
+--
+-- Data (as the original notebook): every frame is encoded once (cached in
+-- OUT/latents.safetensors); the first `split` latents are the training part
+-- and the rest the validation part, each cut into its own windows of
+-- look_back inputs and the next latent as target, so no window straddles the
+-- split. Windows are built per batch from the latents (dd.dance.window_set),
+-- never stored ten times over.
+--
+-- Auto-conditioning (Li et al. 2018), option autocondition = k: in a training
+-- window of L inputs (positions 1..L, oldest first), positions are taken in
+-- runs of k: positions 1..k ground truth, k+1..2k generated, 2k+1..3k ground
+-- truth, ... (with L = 10, k = 5: the last five inputs are the model's own).
+-- A generated position p is the model's prediction from the L inputs before
+-- it, themselves ground truth or already generated, exactly the generation
+-- loop's sliding window; inputs before the window are ground truth (the
+-- first latent repeated where the sequence has not started yet). The
+-- predictions are made in eval mode (no dropout) before the training step,
+-- outside the graph, so gradients flow only through the final prediction of
+-- the ground-truth target. The mdn variant feeds back samples at temperature
+-- 1 (what its generation does); the others their output. Each generated
+-- position costs one forward pass of the batch, so k = 5, L = 10 makes an
+-- epoch about twice as slow (notebook model, 2 cores: 4.6 s -> 9.0 s for 10
+-- batches of 128); autocondition_fraction = f conditions a fixed,
+-- deterministic fraction f of the batches (chosen from each batch's first
+-- sample index, so a resumed run makes the same choices). Validation is
+-- always on ground-truth windows.
+local dd, dance = ...
+local util = assert(loadfile(dd.home .. "/lua/deepdance/dance/util.lua"))(dd)
+
+local VARIANTS = { "notebook", "paper", "mdn" }
+
+-- The model of models/sequence.lua for model_options (the checkpoint's copy).
+local function build_model(model_options)
+  local build = dofile(dd.home .. "/models/sequence.lua")
+  local copy = {}
+  for k, v in pairs(model_options) do copy[k] = v end
+  return build(copy)
+end
+
+---------------------------------------------------------------------------
+-- Windows as a dataset, with auto-conditioning and input noise
+---------------------------------------------------------------------------
+
+local WindowSet = {}
+WindowSet.__index = WindowSet
+
+function WindowSet:size() return self.count end
+
+-- (B, ...) rows of a buffer kept across batches.
+local function buffer(self, name, B, ...)
+  local buf = self[name]
+  if not buf or buf:size(1) < B then
+    buf = dd.zeros(B, ...)
+    self[name] = buf
+  end
+  return buf:size(1) == B and buf or buf:narrow(1, 1, B)
+end
+
+-- Rows first..first+n-1 of the latents, the first row repeated for indices < 1.
+local function copy_rows(dst, latents, first, n)
+  if first >= 1 then
+    dst:copy(latents:narrow(1, first, n))
+    return
+  end
+  for j = 1, n do dst[j] = latents[math.max(1, first + j - 1)] end
+end
+
+function WindowSet:is_conditioned(indices)
+  if self.autocondition == 0 then return false end
+  if self.autocondition_fraction >= 1 then return true end
+  return (indices[1] * 0.6180339887498949) % 1 < self.autocondition_fraction
+end
+
+-- Replaces the generated positions of x (B, L, D) by the model's predictions.
+function WindowSet:condition(x, indices)
+  local B, L, D, k = #indices, self.look_back, self.latent, self.autocondition
+  local model = self.model
+  local ext = buffer(self, "ext", B, 2 * L, D)
+  for b, i in ipairs(indices) do copy_rows(ext[b], self.latents, self.first + i - 1 - 2 * L, 2 * L) end
+  local ctx = buffer(self, "ctx", B, L, D)
+  local was_training = model.training
+  model:eval()
+  local ok, err = pcall(function()
+    for p = 1, L do
+      if ((p - 1) // k) % 2 == 1 then
+        ctx:copy(ext:narrow(2, p, L))
+        local out = model:forward(ctx)
+        local pred = model.mdn and model.mdn:sample(out, self.mdn_temperature) or out
+        ext:select(2, L + p):copy(pred)
+      end
+    end
+  end)
+  if was_training ~= false then model:train() end
+  if not ok then error(err, 0) end
+  x:copy(ext:narrow(2, L + 1, L))
+end
+
+--- ws:batch(indices) -> (B, L, D): sample i is the window before target first + i - 1.
+function WindowSet:batch(indices)
+  local B, L, D = #indices, self.look_back, self.latent
+  local x = buffer(self, "x", B, L, D)
+  if self:is_conditioned(indices) then
+    self:condition(x, indices)
+  else
+    for b, i in ipairs(indices) do x[b] = self.latents:narrow(1, self.first + i - 1 - L, L) end
+  end
+  if self.noise > 0 then x:add_(dd.randn(B, L, D):mul_(self.noise)) end
+  return x
+end
+
+--- ws:targets() -> a dataset of the targets: batch(indices) -> (B, D).
+function WindowSet:targets()
+  local ws = self
+  return {
+    size = function() return ws.count end,
+    batch = function(self, indices)
+      local y = buffer(self, "y", #indices, ws.latent)
+      for b, i in ipairs(indices) do y[b] = ws.latents[ws.first + i - 1] end
+      return y
+    end,
+  }
+end
+
+--- dd.dance.window_set{latents=, look_back=10, first=, last=, model=, autocondition=0,
+--   autocondition_fraction=1, noise=0, mdn_temperature=1} -> dataset (size, batch, targets)
+-- The windows whose targets are latents first..last (default: look_back+1..N).
+dance.window_set = util.public(function(opts)
+  local fn = "dd.dance.window_set"
+  local o = util.options(fn, opts, { "latents", "look_back", "first", "last", "model", "autocondition",
+    "autocondition_fraction", "noise", "mdn_temperature" })
+  local z = o.latents
+  if not util.is_tensor(z) or z:dim() ~= 2 then
+    error(("%s: option 'latents' must be an (N, D) Tensor, got %s"):format(fn, util.describe(z)), 0)
+  end
+  z = z:contiguous()
+  local L = util.check(fn, "look_back", o.look_back, "integer", 10)
+  local n = z:size(1)
+  local first = util.check(fn, "first", o.first, "integer", L + 1)
+  local last = util.check(fn, "last", o.last, "integer", n)
+  if first < L + 1 or last > n or last < first then
+    error(("%s: targets %d..%d must lie in %d..%d (look_back %d, %d latents)"):format(fn, first, last, L + 1, n, L, n), 0)
+  end
+  local self = setmetatable({
+    latents = z, look_back = L, latent = z:size(2), first = first, count = last - first + 1,
+    autocondition = util.check(fn, "autocondition", o.autocondition, "count", 0),
+    autocondition_fraction = util.check(fn, "autocondition_fraction", o.autocondition_fraction, "fraction", 1),
+    noise = util.check(fn, "noise", o.noise, "nonneg", 0),
+    mdn_temperature = util.check(fn, "mdn_temperature", o.mdn_temperature, "nonneg", 1),
+    model = o.model,
+  }, WindowSet)
+  if self.autocondition > 0 then
+    if not (type(o.model) == "table" and type(o.model.forward) == "function") then
+      error(fn .. ": autocondition needs the model being trained (option 'model')", 0)
+    end
+    if self.autocondition >= L then
+      error(("%s: autocondition = %d leaves no generated input in a window of %d (it must be < look_back)"):format(fn,
+        self.autocondition, L), 0)
+    end
+  end
+  return self
+end)
+
+---------------------------------------------------------------------------
+-- The best checkpoint, with what load_sequence needs to rebuild the model
+---------------------------------------------------------------------------
+
+local function json_safe(logs)
+  local out = {}
+  for k, v in pairs(logs) do
+    out[k] = (type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge)) and tostring(v) or v
+  end
+  return out
+end
+
+local SequenceCheckpoint = { kind = "SequenceCheckpoint" }
+SequenceCheckpoint.__index = SequenceCheckpoint
+
+function SequenceCheckpoint:on_train_begin() self.best = math.huge end
+
+function SequenceCheckpoint:on_epoch_end(ctx, epoch, logs)
+  if logs.val_loss < self.best then
+    self.best = logs.val_loss
+    local meta = { epoch = epoch, logs = json_safe(logs) }
+    for k, v in pairs(self.info) do meta[k] = v end
+    dd.nn.save(self.dir .. "/best.safetensors", ctx.model, { meta = meta })
+  end
+end
+
+function SequenceCheckpoint:state_dict() return { best = self.best } end
+function SequenceCheckpoint:load_state_dict(t) self.best = t.best end
+
+---------------------------------------------------------------------------
+-- train_sequence
+---------------------------------------------------------------------------
+
+local TRAIN_OPTIONS = { "ae_dir", "ae", "data", "latents", "out", "variant", "look_back", "split", "epochs",
+  "batch_size", "lr", "seed", "mixtures", "units", "dropout", "recurrent_activation", "autocondition",
+  "autocondition_fraction", "noise", "patience", "resume", "progress", "output", "encode_batch_size" }
+
+local function mdn_metrics(model)
+  local mse = dd.nn.MSELoss()
+  return {
+    acc = function(p, t) return dd.metrics.categorical_accuracy(model.mdn:mean(p), t) end,
+    mse = function(p, t) return mse:forward(model.mdn:mean(p), t) end,
+  }
+end
+
+-- The number of latents in the training part.
+local function split_count(fn, split, n, L)
+  local n_train
+  if split == nil then split = 0.9 end
+  if math.type(split) == "integer" then
+    n_train = split
+  elseif type(split) == "number" and split > 0 and split < 1 then
+    n_train = math.floor(n * split)
+  else
+    error(("%s: option 'split' must be an integer count of training latents or a fraction in (0, 1), got %s"):format(fn,
+      util.describe(split)), 0)
+  end
+  if n_train < L + 1 or n - n_train < L + 1 then
+    error(("%s: split %s of %d latents gives %d for training and %d for validation; each part needs more than look_back = %d"):format(
+      fn, tostring(split), n, n_train, n - n_train, L), 0)
+  end
+  return n_train
+end
+
+dance.train_sequence = util.public(function(opts)
+  local fn = "dd.dance.train_sequence"
+  local o = util.options(fn, opts, TRAIN_OPTIONS)
+  if o.out == nil then error(fn .. ": option 'out' is required (the run directory)", 0) end
+  local out = util.check(fn, "out", o.out, "string"):gsub("/+$", "")
+  local variant = util.choice(fn, "variant", o.variant, VARIANTS, "notebook")
+  local L = util.check(fn, "look_back", o.look_back, "integer", 10)
+  local epochs = util.check(fn, "epochs", o.epochs, "integer", 1)
+  local batch_size = util.check(fn, "batch_size", o.batch_size, "integer", 128)
+  local lr = util.check(fn, "lr", o.lr, "positive", 1e-3)
+  local mixtures = util.check(fn, "mixtures", o.mixtures, "integer", 5)
+  local patience = util.check(fn, "patience", o.patience, "count", nil)
+  local resume = util.check(fn, "resume", o.resume, "boolean", false)
+  local autocondition = util.check(fn, "autocondition", o.autocondition, "count", 0)
+  local output = o.output or io.stdout
+  if o.seed ~= nil and math.type(o.seed) ~= "integer" then
+    error(("%s: option 'seed' must be an integer, got %s"):format(fn, util.describe(o.seed)), 0)
+  end
+  if o.mixtures ~= nil and variant ~= "mdn" then
+    error(("%s: option 'mixtures' is for the mdn variant, not '%s'"):format(fn, variant), 0)
+  end
+
+  util.mkdir(fn, out)
+  local latents
+  if o.latents ~= nil then
+    if o.ae ~= nil or o.ae_dir ~= nil or o.data ~= nil then error(fn .. ": give 'latents' or 'ae_dir'/'ae' and 'data', not both", 0) end
+    latents = o.latents
+    if not util.is_tensor(latents) or latents:dim() ~= 2 then
+      error(("%s: option 'latents' must be an (N, D) Tensor, got %s"):format(fn, util.describe(latents)), 0)
+    end
+  else
+    latents = dance.prepare_latents{ ae_dir = o.ae_dir, ae = o.ae, data = o.data, out = out,
+                                     batch_size = o.encode_batch_size, output = output }
+  end
+  local n, D = latents:size(1), latents:size(2)
+  local n_train = split_count(fn, o.split, n, L)
+
+  local model_options = { variant = variant, latent = D, units = o.units, dropout = o.dropout,
+                          recurrent_activation = o.recurrent_activation,
+                          mixtures = variant == "mdn" and mixtures or nil }
+  local info = { model_options = model_options, look_back = L, variant = variant, latent = D, n_train = n_train,
+                 n_latents = n, autocondition = autocondition, noise = o.noise or 0,
+                 ae_dir = o.ae_dir, data = type(o.data) == "string" and o.data or nil }
+  local info_path = out .. "/sequence.json"
+  if resume and util.exists(info_path) then
+    local ok, saved = pcall(dd.json.decode, util.read_file(info_path))
+    if ok and type(saved) == "table" and util.canonical(saved.model_options) ~= util.canonical(model_options) then
+      error(("%s: %s was trained with model options %s; this run asks for %s"):format(fn, info_path,
+        util.canonical(saved.model_options), util.canonical(model_options)), 0)
+    end
+  end
+  util.write_file(fn, info_path, dd.json.encode(info))
+
+  if o.seed ~= nil then dd.manual_seed(o.seed) end
+  local model = build_model(model_options)
+  local train_x = dance.window_set{ latents = latents, look_back = L, first = L + 1, last = n_train, model = model,
+    autocondition = autocondition, autocondition_fraction = o.autocondition_fraction, noise = o.noise }
+  local val_x = dance.window_set{ latents = latents, look_back = L, first = n_train + L + 1, last = n }
+
+  local checkpoint = setmetatable({ dir = out, info = info, best = math.huge }, SequenceCheckpoint)
+  local callbacks = { checkpoint, dd.callbacks.CSVLogger{ out .. "/history.csv" } }
+  if patience then callbacks[#callbacks + 1] = dd.callbacks.EarlyStopping{ monitor = "val_loss", patience = patience } end
+
+  local history = dd.fit{
+    model = model,
+    loss = variant == "mdn" and dd.nn.MDNLoss{ mixtures = mixtures } or dd.nn.MSELoss(),
+    optimizer = dd.optim.Adam{ model:parameters(), lr = lr },
+    x = train_x, y = train_x:targets(),
+    validation_data = { val_x, val_x:targets() },
+    batch_size = batch_size, epochs = epochs,
+    metrics = variant == "mdn" and mdn_metrics(model) or { "acc" },
+    callbacks = callbacks, checkpoint_dir = out, resume = resume,
+    progress = o.progress, output = output,
+  }
+  if type(dance.plot_curves) == "function" and #history.epoch > 0 then
+    local ok, err = pcall(dance.plot_curves, history, out .. "/curves.png",
+      { title = ("sequence model (%s), %s"):format(variant, out) })
+    if not ok and output then output:write("train_sequence: no curves plotted: ", tostring(err), "\n") end
+  end
+  model:eval()
+  model.look_back, model.latent = L, D
+  return history, model
+end)
+
+---------------------------------------------------------------------------
+-- load_sequence
+---------------------------------------------------------------------------
+
+--- load_sequence(dir_or_file [, {which='best'}]) -> model (eval mode; .look_back, .variant, .latent), info
+-- 'best' falls back to last.safetensors when a run has no best yet; the model
+-- options come from the checkpoint's meta, else from DIR/sequence.json.
+dance.load_sequence = util.public(function(path, opts)
+  local fn = "dd.dance.load_sequence"
+  if type(path) ~= "string" or path == "" then error(("%s: expected a run directory or a checkpoint path, got %s"):format(fn,
+    util.describe(path)), 0) end
+  opts = util.options(fn, opts, { "which" })
+  local which = util.choice(fn, "which", opts.which, { "best", "last" }, "best")
+  local file, dir
+  if path:match("%.safetensors$") then
+    file, dir = path, util.dirname(path) or "."
+  else
+    dir = path:gsub("/+$", "")
+    file = dir .. "/" .. which .. ".safetensors"
+    if which == "best" and not util.exists(file) then file = dir .. "/last.safetensors" end
+  end
+  if not util.exists(file) then error(("%s: no checkpoint at %s"):format(fn, file), 0) end
+  local info = util.checkpoint_meta(file)
+  if not (info and info.model_options) then
+    local text = util.read_file(dir .. "/sequence.json")
+    local ok, saved = pcall(dd.json.decode, text or "")
+    if not (text and ok and type(saved) == "table" and saved.model_options) then
+      error(("%s: %s has no model options in its metadata and there is no readable %s/sequence.json"):format(fn, file, dir), 0)
+    end
+    info = saved
+  end
+  local model = build_model(info.model_options)
+  dd.nn.load(file, model)
+  model:eval()
+  model.look_back, model.latent = info.look_back, info.model_options.latent
+  return model, info
+end)
