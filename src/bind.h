@@ -57,6 +57,7 @@ void bind_data_open(lua_State *L, int dd);
 void bind_loss_open(lua_State *L, int dd);
 void bind_optim_open(lua_State *L, int dd);
 void bind_metrics_open(lua_State *L, int dd);
+void bind_masks_open(lua_State *L, int dd);
 void bind_draw_open(lua_State *L, int dd);
 void bind_image_open(lua_State *L, int dd);
 void bind_vision_open(lua_State *L, int dd);

@@ -26,6 +26,7 @@ static const struct {
     {"loss", bind_loss_open},
     {"optim", bind_optim_open},
     {"metrics", bind_metrics_open},
+    {"masks", bind_masks_open},
     {"draw", bind_draw_open},
     {"image", bind_image_open},
     {"vision", bind_vision_open},
