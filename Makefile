@@ -80,7 +80,7 @@ test-lua: all
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	./deepdance experiments/demo.lua
+	./deepdance experiments/deep_dance.lua --preset demo --out runs/demo
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/sgemm

@@ -21,6 +21,9 @@ p:option("--lr-patience", "ReduceLROnPlateau patience in epochs", "20"):convert(
 p:option("--min-lr", "ReduceLROnPlateau floor", "1e-4"):convert(tonumber)
 p:option("--max-frames", "train on the first N frames only"):convert(math.tointeger)
 p:option("--progress", "bar, lines or none (default: bar on a terminal)"):choices{ "bar", "lines", "none" }
+p:option("--loss", "mse (the original's) or bce", "mse"):choices{ "mse", "bce" }
+p:option("--output-bias", "zero (the original's) or mean: start the output at the frames' mean brightness", "zero")
+  :choices{ "zero", "mean" }
 p:flag("--resume", "continue OUT/last.safetensors")
 local o = dd.cli.parse(p, arg)
 
@@ -29,7 +32,7 @@ local history = dd.dance.train_autoencoder{
   data = o.data, out = o.out, epochs = o.epochs, batch_size = o.batch_size, lr = o.lr,
   validation_split = o.validation_split, latent = o.latent, filters = o.filters, seed = o.seed,
   resume = o.resume, progress = o.progress, lr_patience = o.lr_patience, min_lr = o.min_lr,
-  max_frames = o.max_frames,
+  max_frames = o.max_frames, loss = o.loss, output_bias = o.output_bias,
 }
 local last = history.rows[#history.rows]
 if last then

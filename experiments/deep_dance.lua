@@ -1,0 +1,155 @@
+-- experiments/deep_dance.lua: the whole Deep Dance experiment, each step a
+-- library call you can also run alone (experiments/*.lua):
+--   video (the built-in synthetic dancer unless --video) -> ingest (3 fps,
+--   background removal, 120x200 uint8 cache) -> autoencoder -> sequence
+--   models (the paper's deterministic regressor, and an MDN that samples) ->
+--   generated dances (MP4 + GIF) -> evaluation (report.json, report.md).
+-- Every step skips or resumes what a previous run of the same --out finished,
+-- so a killed pipeline is continued by running the same command again.
+--   deepdance experiments/deep_dance.lua --preset demo --out runs/demo
+local p = dd.cli.parser("deep_dance.lua", "Run the Deep Dance pipeline end to end.")
+p:option("--video", "a dance video (default: render the synthetic shadow dancer)")
+p:option("--background", "threshold (the paper's rule) or median (static camera)", "threshold"):choices{ "threshold", "median" }
+p:option("--preset", "demo (minutes, for `make demo`), paper (the original's scale) or smoke (seconds, for tests)", "demo")
+  :choices{ "demo", "paper", "smoke" }
+p:option("--out", "run directory", "runs/deep_dance")
+p:option("--seed", "one seed for the whole run (video, weights, shuffling, sampling)", "1"):convert(math.tointeger)
+p:option("--minutes", "length of the synthetic video (default: the preset's)"):convert(tonumber)
+p:option("--progress", "bar, lines or none"):choices{ "bar", "lines", "none" }
+local o = dd.cli.parse(p, arg)
+
+-- The two scales. demo: small enough to finish in minutes on 2 cores; it uses
+-- the training choices that converge fast on mostly-white silhouettes (BCE,
+-- output started at the mean brightness, 16 filters). paper: the original.
+local PRESETS = {
+  demo = {
+    minutes = 4, video_fps = 12,
+    ae = { epochs = 8, batch_size = 16, filters = 16, latent = 128, loss = "bce", output_bias = "mean", lr = 1e-3 },
+    seq = { epochs = 60, batch_size = 64, split = 0.9, patience = 15 },
+    mdn = { mixtures = 5 },
+    steps = 1000, video_steps = 200, interpolate = 4,
+  },
+  smoke = {
+    minutes = 0.4, video_fps = 6,
+    ae = { epochs = 1, batch_size = 8, filters = 4, latent = 16, loss = "bce", output_bias = "mean", lr = 1e-3 },
+    seq = { epochs = 2, batch_size = 16, split = 0.8, units = { 16, 16 } },
+    mdn = { mixtures = 2 },
+    steps = 40, video_steps = 12, interpolate = 2,
+  },
+  paper = {
+    minutes = 80, video_fps = 30,
+    ae = { epochs = 27, batch_size = 128, filters = 32, latent = 128, loss = "mse", output_bias = "zero", lr = 1e-3 },
+    seq = { epochs = 1000, batch_size = 128, split = 13000, patience = 50 },
+    mdn = { mixtures = 5 },
+    steps = 1000, video_steps = 100, interpolate = 10,
+  },
+}
+local P = PRESETS[o.preset]
+local out = o.out:gsub("/+$", "")
+local t_start = dd.clock()
+local function exists(path) local f = io.open(path) if f then f:close() return true end return false end
+local function step(name) io.stdout:write(("\n== %s  (%.0f s)\n"):format(name, dd.clock() - t_start)); io.stdout:flush() end
+local function sh(cmd)
+  local ok, why, code = os.execute(cmd)
+  if not ok then error(("deep_dance: step failed (%s %s): %s"):format(why, tostring(code), cmd), 0) end
+end
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local deepdance = q(dd.home .. "/deepdance")
+sh("mkdir -p " .. q(out .. "/data"))
+
+-- 1. The video.
+local video = o.video
+if not video then
+  video = out .. "/data/synthetic_dance.mp4"
+  step("synthetic video")
+  if exists(video) then print("reusing " .. video)
+  else
+    sh(("%s %s --minutes %s --seed %d --fps %d --out %s"):format(deepdance, q(dd.home .. "/experiments/synth_video.lua"),
+      tostring(o.minutes or P.minutes), o.seed, P.video_fps, q(video)))
+  end
+end
+
+-- 2. Frames at 3 fps, background removed, 120x200 uint8.
+local frames = out .. "/data/frames.safetensors"
+step("ingest")
+if exists(frames) then print("reusing " .. frames)
+else
+  sh(("%s %s --video %s --fps 3 --background %s --out %s"):format(deepdance, q(dd.home .. "/experiments/ingest.lua"),
+    q(video), o.background, q(frames)))
+end
+
+-- 3. The autoencoder.
+step("autoencoder")
+local ae_opts = { data = frames, out = out .. "/ae", seed = o.seed, resume = true, progress = o.progress }
+for k, v in pairs(P.ae) do ae_opts[k] = v end
+dd.dance.train_autoencoder(ae_opts)
+local ae = dd.dance.load_autoencoder(out .. "/ae")
+
+-- 4. Sequence models: the paper's (notebook) regressor and the MDN sampler.
+local seqs = { { name = "notebook", dir = out .. "/seq" }, { name = "mdn", dir = out .. "/seq_mdn" } }
+for _, s in ipairs(seqs) do
+  step("sequence model: " .. s.name)
+  local so = { ae_dir = out .. "/ae", data = frames, out = s.dir, variant = s.name, seed = o.seed, resume = true,
+               progress = o.progress }
+  for k, v in pairs(P.seq) do so[k] = v end
+  if s.name == "mdn" then so.mixtures = P.mdn.mixtures end
+  dd.dance.train_sequence(so)
+end
+
+-- 5. Dances: the paper's deterministic loop from a random seed, and sampling.
+step("generate")
+sh("mkdir -p " .. q(out .. "/gen"))
+local fs = dd.data.frames(frames)
+local videos = {}
+for _, g in ipairs{
+  { name = "deterministic", seq = out .. "/seq", mode = "deterministic" },
+  { name = "sampling", seq = out .. "/seq_mdn", mode = "sample", temperature = 1.0 },
+} do
+  dd.manual_seed(o.seed)
+  local seq = dd.dance.load_sequence(g.seq)
+  local lat = dd.dance.generate{ ae = ae, seq = seq, seed = "random", steps = P.video_steps, mode = g.mode,
+                                 temperature = g.temperature, data = fs }
+  local frames_out = dd.dance.decode(ae, dd.dance.interpolate(lat, P.interpolate))
+  local mp4 = ("%s/gen/dance_%s.mp4"):format(out, g.name)
+  local gif = ("%s/gen/dance_%s.gif"):format(out, g.name)
+  dd.dance.write_video(frames_out, mp4, { fps = 3 * P.interpolate, scale = 2 })
+  dd.dance.write_video(frames_out, gif, { fps = 3 * P.interpolate, scale = 1 })
+  videos[#videos + 1] = { name = g.name, mp4 = mp4, gif = gif }
+  print(("%s: %d steps -> %s, %s"):format(g.name, P.video_steps, mp4, gif))
+end
+
+-- 6. Evaluation: one report per sequence model, then one summary.
+local reports = {}
+for _, s in ipairs(seqs) do
+  step("evaluate: " .. s.name)
+  dd.manual_seed(o.seed)
+  reports[s.name] = dd.dance.evaluate{ run = out, ae = out .. "/ae", seq = s.dir, data = frames, out = s.dir .. "/eval",
+                                       steps = P.steps, seed = o.seed }
+end
+local summary = { preset = o.preset, seed = o.seed, video = video, frames = #fs, seconds = dd.clock() - t_start,
+                  videos = videos, reports = {} }
+for name, r in pairs(reports) do summary.reports[name] = (seqs[1].name == name and seqs[1].dir or seqs[2].dir) .. "/eval/report.json" end
+local f = assert(io.open(out .. "/report.json.tmp", "w"))
+f:write(dd.json.encode(summary, { indent = true }), "\n")
+f:close()
+assert(os.rename(out .. "/report.json.tmp", out .. "/report.json"))
+local md = { "# Deep Dance run: " .. out, "",
+  ("preset %s, seed %d, %d frames from %s, %.0f s in all."):format(o.preset, o.seed, #fs, video, dd.clock() - t_start), "" }
+for _, s in ipairs(seqs) do
+  local text = io.open(s.dir .. "/eval/report.md")
+  md[#md + 1] = "## Sequence model: " .. s.name
+  md[#md + 1] = ""
+  if text then md[#md + 1] = (text:read("a"):gsub("^#", "###")); text:close() end
+end
+md[#md + 1] = "## Videos"
+for _, v in ipairs(videos) do md[#md + 1] = ("- %s: [%s](%s), [%s](%s)"):format(v.name, v.mp4, v.mp4, v.gif, v.gif) end
+f = assert(io.open(out .. "/report.md.tmp", "w"))
+f:write(table.concat(md, "\n"), "\n")
+f:close()
+assert(os.rename(out .. "/report.md.tmp", out .. "/report.md"))
+
+step("done")
+print("videos:")
+for _, v in ipairs(videos) do print("  " .. v.mp4 .. "  " .. v.gif) end
+print("plots:   " .. out .. "/ae/curves.png  " .. out .. "/ae/recon.png  " .. out .. "/seq/curves.png")
+print("report:  " .. out .. "/report.md  " .. out .. "/report.json")

@@ -1,0 +1,35 @@
+-- The whole pipeline end to end at the 'smoke' scale (seconds): synthetic
+-- video, ingest, autoencoder, both sequence models, generated MP4/GIF, reports;
+-- a second run of the same command reuses what the first one finished.
+local function exists(p) local f = io.open(p) if f then f:close() return true end return false end
+
+describe("experiments/deep_dance.lua --preset smoke", function()
+  local out = os.tmpname()
+  os.remove(out)
+  local cmd = ("%s/deepdance experiments/deep_dance.lua --preset smoke --out %s --progress none > %s.log 2>&1")
+    :format(dd.home, out, out)
+  teardown(function() os.execute("rm -rf '" .. out .. "' '" .. out .. ".log'") end)
+
+  it("produces the videos, plots and reports", function()
+    assert.is_true(os.execute(cmd), io.open(out .. ".log") and io.open(out .. ".log"):read("a"))
+    for _, f in ipairs{ "data/synthetic_dance.mp4", "data/frames.safetensors", "ae/best.safetensors", "ae/recon.png",
+                        "ae/curves.png", "seq/best.safetensors", "seq_mdn/best.safetensors", "gen/dance_deterministic.mp4",
+                        "gen/dance_deterministic.gif", "gen/dance_sampling.mp4", "gen/dance_sampling.gif",
+                        "seq/eval/report.json", "seq_mdn/eval/report.json", "report.json", "report.md" } do
+      assert.is_true(exists(out .. "/" .. f), "missing " .. f)
+    end
+    local v = dd.video.open(out .. "/gen/dance_sampling.mp4")
+    assert.are.equal(11 * 2 + 1, v.frame_count) -- 12 steps, 1 interpolant between each pair
+    local report = dd.json.decode(io.open(out .. "/report.json"):read("a"))
+    assert.are.equal("smoke", report.preset)
+  end)
+
+  it("a second run reuses the finished steps", function()
+    local t0 = dd.clock()
+    assert.is_true(os.execute(cmd))
+    local log = io.open(out .. ".log"):read("a")
+    assert.truthy(log:find("reusing " .. out .. "/data/synthetic_dance.mp4", 1, true), log)
+    assert.truthy(log:find("reusing " .. out .. "/data/frames.safetensors", 1, true), log)
+    assert(dd.clock() - t0 < 60)
+  end)
+end)
