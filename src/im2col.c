@@ -1,5 +1,6 @@
 /* im2col.c: im2col / col2im for strided, dilated, asymmetrically padded 2-d
- * convolutions, and the small channel helpers both convolutions share.
+ * convolutions, and what both convolutions share: the per-thread scratch
+ * layout, the im2col + GEMM loops over a block of images, channel helpers.
  *
  * The loops run over one kernel tap (c, i, j) at a time, so an output row of
  * the column matrix is a strided run of one image row. The range of grid
@@ -7,6 +8,8 @@
  * the innermost loops have no bounds tests, divisions or modulos: a memcpy
  * (stride 1) or a strided copy between two zero-filled margins. */
 #include "im2col.h"
+#include "parallel.h"
+#include "tensor_math.h"
 
 #include <string.h>
 
@@ -126,10 +129,81 @@ int64_t conv_tile_rows(const ConvShape *s) {
     return rows;
 }
 
-int64_t conv_workspace_floats(const ConvShape *s) {
-    if (conv_is_pointwise(s)) return 0;
-    return s->c * s->kh * s->kw * conv_tile_rows(s) * s->ow;
+int conv_threads(const ConvShape *s) {
+    int t = parallel_threads();
+    return s->n < t ? (s->n > 0 ? (int)s->n : 1) : t;
 }
+
+/* Scratch pieces start on 64-byte lines so two threads never share one. */
+static int64_t round_line(int64_t floats) { return (floats + 15) & ~(int64_t)15; }
+
+static int64_t tile_floats(const ConvShape *s) {
+    return conv_is_pointwise(s) ? 0 : s->c * s->kh * s->kw * conv_tile_rows(s) * s->ow;
+}
+
+void conv_scratch(ConvScratch *sc, float *ws, const ConvShape *s) {
+    const int64_t weights = s->k * s->c * s->kh * s->kw;
+    sc->threads = conv_threads(s);
+    sc->tile_floats = round_line(tile_floats(s));
+    sc->part_db = round_line(weights);
+    sc->part_floats = sc->part_db + round_line(s->k > s->c ? s->k : s->c);
+    sc->tile = ws;
+    sc->part = ws ? ws + sc->threads * sc->tile_floats : NULL;
+}
+
+int64_t conv_workspace_floats(const ConvShape *s) {
+    ConvScratch sc;
+    conv_scratch(&sc, NULL, s);
+    return sc.threads * sc.tile_floats + (sc.threads - 1) * sc.part_floats;
+}
+
+void conv_images_forward(float *y, const float *x, const float *w, const float *b, float *tile, const ConvShape *s,
+                         int64_t n0, int64_t n1) {
+    const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
+    const int pointwise = conv_is_pointwise(s);
+    for (int64_t n = n0; n < n1; n++) {
+        const float *xn = x + n * s->c * s->h * s->w;
+        float *yn = y + n * s->k * L;
+        if (b) channel_fill(yn, b, s->k, L); /* then the GEMM adds onto it (beta 1) */
+        for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
+            int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
+            const float *col = xn + oy0 * s->ow;
+            int64_t ldcol = L;
+            if (!pointwise) {
+                im2col(tile, xn, s, oy0, oy1);
+                col = tile;
+                ldcol = cols;
+            }
+            /* y[n][:, band] (K, cols) = W (K, C*KH*KW) @ col (C*KH*KW, cols) */
+            blas_sgemm(0, 0, (int)s->k, (int)cols, (int)ckk, 1.0f, w, (int)ckk, col, (int)ldcol, b ? 1.0f : 0.0f,
+                       yn + oy0 * s->ow, (int)L);
+        }
+    }
+}
+
+void conv_images_weight_grad(float *dw, const float *dy, const float *x, float *tile, const ConvShape *s, int64_t n0,
+                             int64_t n1) {
+    const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
+    const int pointwise = conv_is_pointwise(s);
+    for (int64_t n = n0; n < n1; n++) {
+        const float *xn = x + n * s->c * s->h * s->w, *dyn = dy + n * s->k * L;
+        for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
+            int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
+            const float *col = xn + oy0 * s->ow;
+            int64_t ldcol = L;
+            if (!pointwise) {
+                im2col(tile, xn, s, oy0, oy1);
+                col = tile;
+                ldcol = cols;
+            }
+            /* dW (K, C*KH*KW) += dy[n][:, band] (K, cols) @ col^T */
+            blas_sgemm(0, 1, (int)s->k, (int)ckk, (int)cols, 1.0f, dyn + oy0 * s->ow, (int)L, col, (int)ldcol, 1.0f,
+                       dw, (int)ckk);
+        }
+    }
+}
+
+void floats_add(float *dst, const float *src, int64_t n) { row_add(dst, src, n); }
 
 void channel_sums_add(float *db, const float *g, int64_t channels, int64_t len) {
     for (int64_t c = 0; c < channels; c++, g += len) {

@@ -51,9 +51,37 @@ int conv_is_pointwise(const ConvShape *s);
 /* Grid rows per im2col tile: whole images when they are small, otherwise a
  * band of rows whose columns stay cache-sized (see im2col.c). */
 int64_t conv_tile_rows(const ConvShape *s);
-/* Floats of scratch the fast kernels need: one tile of columns
- * (C*KH*KW * conv_tile_rows * OW), 0 for pointwise convolutions. */
+
+/* Threads the fast kernels split into: one block of images each, at most
+ * parallel_threads() (dd_get_num_threads()) and at most N. */
+int conv_threads(const ConvShape *s);
+/* The scratch of the fast kernels, carved out of ws:
+ *   tile      one im2col tile per thread, tile_floats apart
+ *   part      one private dW (K*C*KH*KW) and db (max(K, C), at part_db)
+ *             per thread after the first, part_floats apart: threads add
+ *             their images' gradients there and the caller sums them in
+ *             thread order, so results depend on the thread count but
+ *             never on timing. */
+typedef struct ConvScratch {
+    int threads;
+    float *tile, *part;
+    int64_t tile_floats, part_floats, part_db;
+} ConvScratch;
+void conv_scratch(ConvScratch *sc, float *ws, const ConvShape *s);
+/* Floats of ws the fast kernels need: the sum of the above. Depends on
+ * dd_get_num_threads(), so size the workspace right before the call. */
 int64_t conv_workspace_floats(const ConvShape *s);
+
+/* Images [n0, n1) of y = conv(x) through s (im2col + GEMM per band):
+ * x is (N, C, H, W), w is (K, C*KH*KW), b is (K) or NULL, y is
+ * (N, K, OH, OW); tile holds one tile for s (ignored when pointwise). */
+void conv_images_forward(float *y, const float *x, const float *w, const float *b, float *tile, const ConvShape *s,
+                         int64_t n0, int64_t n1);
+/* dw (K, C*KH*KW) += sum over images [n0, n1) of dy[n] (K, OH*OW) @ im2col(x[n])^T. */
+void conv_images_weight_grad(float *dw, const float *dy, const float *x, float *tile, const ConvShape *s, int64_t n0,
+                             int64_t n1);
+/* dst[i] += src[i] for the per-thread gradients. */
+void floats_add(float *dst, const float *src, int64_t n);
 
 /* db[c] += sum of g[c, :] for g (channels, len): bias gradients. */
 void channel_sums_add(float *db, const float *g, int64_t channels, int64_t len);

@@ -1,7 +1,9 @@
 /* nn_activation.c: element-wise activations as layers: ReLU, Sigmoid, Tanh,
  * HardSigmoid (Keras 2: clip(0.2 x + 0.5, 0, 1)). Backward uses the saved
- * output y where the derivative is a function of it. */
+ * output y where the derivative is a function of it. Large tensors are
+ * split over the thread pool (parallel.h). */
 #include "layer.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -54,13 +56,38 @@ void hardsigmoid_backward(float *dx, const float *dy, const float *x, int64_t n)
     }
 }
 
+/* Large tensors are split over the thread pool (the results do not depend
+ * on the split); below ACTIVATION_BLOCK elements a thread is not worth
+ * waking. */
+#define ACTIVATION_BLOCK ((int64_t)1 << 16)
+
+typedef struct ActivationJob {
+    void (*forward)(float *y, const float *x, int64_t n);
+    void (*backward)(float *dx, const float *dy, const float *from, int64_t n);
+    float *out;
+    const float *in, *dy;
+} ActivationJob;
+
+static void activation_forward_range(void *arg, int64_t lo, int64_t hi) {
+    const ActivationJob *j = arg;
+    j->forward(j->out + lo, j->in + lo, hi - lo);
+}
+
+static void activation_backward_range(void *arg, int64_t lo, int64_t hi) {
+    const ActivationJob *j = arg;
+    j->backward(j->out + lo, j->dy + lo, j->in + lo, hi - lo);
+}
+
 #define ACTIVATION_KIND(KIND, NAME, FROM)                                                                  \
     static int KIND##_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {                              \
-        KIND##_forward(tensor_data(y), tensor_data(x), tensor_numel(x));                                   \
+        ActivationJob j = {.forward = KIND##_forward, .out = tensor_data(y), .in = tensor_data(x)};        \
+        parallel_for(tensor_numel(x), ACTIVATION_BLOCK, activation_forward_range, &j);                     \
         return 0;                                                                                          \
     }                                                                                                      \
     static int KIND##_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy, Tensor *dx, char *err) { \
-        KIND##_backward(tensor_data(dx), tensor_data(dy), tensor_data(FROM), tensor_numel(x));             \
+        ActivationJob j = {.backward = KIND##_backward, .out = tensor_data(dx), .in = tensor_data(FROM),    \
+                           .dy = tensor_data(dy)};                                                          \
+        parallel_for(tensor_numel(x), ACTIVATION_BLOCK, activation_backward_range, &j);                    \
         return 0;                                                                                          \
     }                                                                                                      \
     const LayerKind KIND##_kind = {NAME, no_options, 0, no_init, same_shape, KIND##_fwd, KIND##_bwd, NULL};

@@ -3,14 +3,17 @@
  * TensorFlow (the original Keras model), which for stride 1 is PyTorch's.
  *
  * The fast kernels are im2col + one GEMM per band of output rows (see
- * im2col.c); the _ref kernels are the direct loops the tests compare with.
+ * im2col.c), the images split in blocks over the thread pool, each thread
+ * with single-threaded GEMMs (parallel.h); the _ref kernels are the direct
+ * loops the tests compare with.
  *
  * Memory: y (N, K, OH, OW) owned by the binding; scratch is the shared
- * workspace, conv_workspace_floats = C*KH*KW * rows * OW floats with rows
- * chosen so that this is about 4 MiB (more only when one row needs more);
- * nothing is saved between forward and backward. */
+ * workspace, conv_workspace_floats = per thread one band of C*KH*KW * rows
+ * * OW floats (about 4 MiB), plus per thread after the first a private
+ * dW + db; nothing is saved between forward and backward. */
 #include "im2col.h"
 #include "layer.h"
+#include "parallel.h"
 #include "tensor_math.h"
 
 #include <limits.h>
@@ -18,27 +21,68 @@
 
 /* ---- kernels ---- */
 
+/* What the tasks of one call share; task t takes a block of images (see
+ * parallel.h) and ws slice t. */
+typedef struct Conv2dJob {
+    float *y, *dx, *dw, *db;
+    const float *x, *w, *b, *dy;
+    const ConvShape *s;
+    ConvScratch sc;
+} Conv2dJob;
+
+static void conv2d_forward_task(void *arg, int t, int nt) {
+    const Conv2dJob *j = arg;
+    int64_t n0, n1;
+    parallel_split(&n0, &n1, j->s->n, t, nt);
+    conv_images_forward(j->y, j->x, j->w, j->b, j->sc.tile + t * j->sc.tile_floats, j->s, n0, n1);
+}
+
 /* x is (N, C, H, W), w is (K, C, KH, KW), b is (K) or NULL, y is (N, K, OH, OW);
  * ws holds conv_workspace_floats(s) floats. */
 void conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws, const ConvShape *s) {
+    Conv2dJob j = {.y = y, .x = x, .w = w, .b = b, .s = s};
+    conv_scratch(&j.sc, ws, s);
+    parallel_run(j.sc.threads, conv2d_forward_task, &j);
+}
+
+static void conv2d_backward_task(void *arg, int t, int nt) {
+    const Conv2dJob *j = arg;
+    const ConvShape *s = j->s;
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
+    const int64_t image = s->c * s->h * s->w;
+    float *tile = j->sc.tile + t * j->sc.tile_floats;
+    int64_t n0, n1;
+    parallel_split(&n0, &n1, s->n, t, nt);
+    /* task 0 adds into dw and db themselves, the others into their own part */
+    float *dw = j->dw, *db = j->db;
+    if (t > 0) {
+        float *part = j->sc.part + (t - 1) * j->sc.part_floats;
+        dw = dw ? part : NULL;
+        db = db ? part + j->sc.part_db : NULL;
+        if (dw) memset(dw, 0, (size_t)(s->k * ckk) * sizeof *dw);
+        if (db) memset(db, 0, (size_t)s->k * sizeof *db);
+    }
+    if (db)
+        for (int64_t n = n0; n < n1; n++) channel_sums_add(db, j->dy + n * s->k * L, s->k, L);
+    if (dw) conv_images_weight_grad(dw, j->dy, j->x, tile, s, n0, n1);
+    if (!j->dx) return;
     const int pointwise = conv_is_pointwise(s);
-    for (int64_t n = 0; n < s->n; n++) {
-        const float *xn = x + n * s->c * s->h * s->w;
-        float *yn = y + n * s->k * L;
-        if (b) channel_fill(yn, b, s->k, L); /* then the GEMM adds onto it (beta 1) */
+    for (int64_t n = n0; n < n1; n++) {
+        const float *dyn = j->dy + n * s->k * L;
+        float *dxn = j->dx + n * image;
+        if (!pointwise) memset(dxn, 0, (size_t)image * sizeof *dxn); /* col2im accumulates */
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
             int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
-            const float *col = xn + oy0 * s->ow;
-            int64_t ldcol = L;
-            if (!pointwise) {
-                im2col(ws, xn, s, oy0, oy1);
-                col = ws;
-                ldcol = cols;
+            const float *dyb = dyn + oy0 * s->ow;
+            /* dcol (C*KH*KW, cols) = W^T @ dy[n][:, band]; then back onto the image */
+            if (pointwise) {
+                blas_sgemm(1, 0, (int)ckk, (int)cols, (int)s->k, 1.0f, j->w, (int)ckk, dyb, (int)L, 0.0f,
+                           dxn + oy0 * s->ow, (int)L);
+            } else {
+                blas_sgemm(1, 0, (int)ckk, (int)cols, (int)s->k, 1.0f, j->w, (int)ckk, dyb, (int)L, 0.0f, tile,
+                           (int)cols);
+                col2im(dxn, tile, s, oy0, oy1);
             }
-            /* y[n][:, band] (K, cols) = W (K, C*KH*KW) @ col (C*KH*KW, cols) */
-            blas_sgemm(0, 0, (int)s->k, (int)cols, (int)ckk, 1.0f, w, (int)ckk, col, (int)ldcol, b ? 1.0f : 0.0f,
-                       yn + oy0 * s->ow, (int)L);
         }
     }
 }
@@ -47,41 +91,14 @@ void conv2d_forward(float *y, const float *x, const float *w, const float *b, fl
  * NULL) and overwrites dx (N, C, H, W) (may be NULL). */
 void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, float *ws,
                      const ConvShape *s) {
-    const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
-    const int64_t image = s->c * s->h * s->w;
-    const int pointwise = conv_is_pointwise(s);
-    for (int64_t n = 0; n < s->n; n++) {
-        const float *xn = x + n * image, *dyn = dy + n * s->k * L;
-        float *dxn = dx ? dx + n * image : NULL;
-        if (db) channel_sums_add(db, dyn, s->k, L);
-        if (dxn && !pointwise) memset(dxn, 0, (size_t)image * sizeof *dxn); /* col2im accumulates */
-        for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
-            int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
-            const float *dyb = dyn + oy0 * s->ow;
-            if (dw) {
-                const float *col = xn + oy0 * s->ow;
-                int64_t ldcol = L;
-                if (!pointwise) {
-                    im2col(ws, xn, s, oy0, oy1);
-                    col = ws;
-                    ldcol = cols;
-                }
-                /* dW (K, C*KH*KW) += dy[n][:, band] (K, cols) @ col^T */
-                blas_sgemm(0, 1, (int)s->k, (int)ckk, (int)cols, 1.0f, dyb, (int)L, col, (int)ldcol, 1.0f, dw,
-                           (int)ckk);
-            }
-            if (dxn) {
-                /* dcol (C*KH*KW, cols) = W^T @ dy[n][:, band]; then back onto the image */
-                if (pointwise) {
-                    blas_sgemm(1, 0, (int)ckk, (int)cols, (int)s->k, 1.0f, w, (int)ckk, dyb, (int)L, 0.0f,
-                               dxn + oy0 * s->ow, (int)L);
-                } else {
-                    blas_sgemm(1, 0, (int)ckk, (int)cols, (int)s->k, 1.0f, w, (int)ckk, dyb, (int)L, 0.0f, ws,
-                               (int)cols);
-                    col2im(dxn, ws, s, oy0, oy1);
-                }
-            }
-        }
+    Conv2dJob j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .s = s};
+    conv_scratch(&j.sc, ws, s);
+    parallel_run(j.sc.threads, conv2d_backward_task, &j);
+    /* the other tasks' gradients, in task order */
+    for (int t = 1; t < j.sc.threads; t++) {
+        const float *part = j.sc.part + (t - 1) * j.sc.part_floats;
+        if (dw) floats_add(dw, part, s->k * s->c * s->kh * s->kw);
+        if (db) floats_add(db, part + j.sc.part_db, s->k);
     }
 }
 

@@ -8,11 +8,15 @@
  * channels of H x W). So forward is Conv2d's input gradient (GEMM, then
  * col2im) and our input gradient is Conv2d's forward (im2col, then GEMM).
  *
+ * Images are split in blocks over the thread pool as in Conv2d.
+ *
  * Memory: y (N, C, H, W) owned by the binding; scratch is the shared
- * workspace, conv_workspace_floats = C*KH*KW * rows * OW floats (one band of
- * about 4 MiB, see im2col.c); nothing is saved between forward and backward. */
+ * workspace, conv_workspace_floats (per thread one band of about 4 MiB and
+ * a private dW + db, see im2col.h); nothing is saved between forward and
+ * backward. */
 #include "im2col.h"
 #include "layer.h"
+#include "parallel.h"
 #include "tensor_math.h"
 
 #include <limits.h>
@@ -20,42 +24,73 @@
 
 /* ---- kernels ---- */
 
-/* x is (N, K, OH, OW), w is (K, C, KH, KW), b is (C) or NULL, y is (N, C, H, W). */
-void conv_transpose2d_forward(float *y, const float *x, const float *w, const float *b, float *ws,
-                              const ConvShape *s) {
+/* What the tasks of one call share; task t takes a block of images (see
+ * parallel.h) and ws slice t. */
+typedef struct ConvTranspose2dJob {
+    float *y, *dx, *dw, *db;
+    const float *x, *w, *b, *dy;
+    const ConvShape *s;
+    ConvScratch sc;
+} ConvTranspose2dJob;
+
+static void conv_transpose2d_forward_task(void *arg, int t, int nt) {
+    const ConvTranspose2dJob *j = arg;
+    const ConvShape *s = j->s;
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
     const int64_t plane = s->h * s->w;
+    float *tile = j->sc.tile + t * j->sc.tile_floats;
+    int64_t n0, n1;
+    parallel_split(&n0, &n1, s->n, t, nt);
     const int pointwise = conv_is_pointwise(s);
-    for (int64_t n = 0; n < s->n; n++) {
-        const float *xn = x + n * s->k * L;
-        float *yn = y + n * s->c * plane;
-        channel_fill(yn, b, s->c, plane); /* bias, or zeros: col2im accumulates */
+    for (int64_t n = n0; n < n1; n++) {
+        const float *xn = j->x + n * s->k * L;
+        float *yn = j->y + n * s->c * plane;
+        channel_fill(yn, j->b, s->c, plane); /* bias, or zeros: col2im accumulates */
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
             int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
             const float *xb = xn + oy0 * s->ow;
             /* col (C*KH*KW, cols) = W^T (C*KH*KW, K) @ x[n][:, band] (K, cols) */
             if (pointwise) {
-                blas_sgemm(1, 0, (int)ckk, (int)cols, (int)s->k, 1.0f, w, (int)ckk, xb, (int)L, 1.0f,
+                blas_sgemm(1, 0, (int)ckk, (int)cols, (int)s->k, 1.0f, j->w, (int)ckk, xb, (int)L, 1.0f,
                            yn + oy0 * s->ow, (int)L);
             } else {
-                blas_sgemm(1, 0, (int)ckk, (int)cols, (int)s->k, 1.0f, w, (int)ckk, xb, (int)L, 0.0f, ws, (int)cols);
-                col2im(yn, ws, s, oy0, oy1);
+                blas_sgemm(1, 0, (int)ckk, (int)cols, (int)s->k, 1.0f, j->w, (int)ckk, xb, (int)L, 0.0f, tile,
+                           (int)cols);
+                col2im(yn, tile, s, oy0, oy1);
             }
         }
     }
 }
 
-/* dy is (N, C, H, W); adds into dw (K, C, KH, KW) and db (C), overwrites
- * dx (N, K, OH, OW); any of the three may be NULL. */
-void conv_transpose2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                               float *ws, const ConvShape *s) {
+/* x is (N, K, OH, OW), w is (K, C, KH, KW), b is (C) or NULL, y is (N, C, H, W). */
+void conv_transpose2d_forward(float *y, const float *x, const float *w, const float *b, float *ws,
+                              const ConvShape *s) {
+    ConvTranspose2dJob j = {.y = y, .x = x, .w = w, .b = b, .s = s};
+    conv_scratch(&j.sc, ws, s);
+    parallel_run(j.sc.threads, conv_transpose2d_forward_task, &j);
+}
+
+static void conv_transpose2d_backward_task(void *arg, int t, int nt) {
+    const ConvTranspose2dJob *j = arg;
+    const ConvShape *s = j->s;
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
     const int64_t plane = s->h * s->w;
     const int pointwise = conv_is_pointwise(s);
-    if (!dx && !dw && !db) return;
-    for (int64_t n = 0; n < s->n; n++) {
-        const float *dyn = dy + n * s->c * plane, *xn = x + n * s->k * L;
-        float *dxn = dx ? dx + n * s->k * L : NULL;
+    float *tile = j->sc.tile + t * j->sc.tile_floats;
+    int64_t n0, n1;
+    parallel_split(&n0, &n1, s->n, t, nt);
+    /* task 0 adds into dw and db themselves, the others into their own part */
+    float *dw = j->dw, *db = j->db;
+    if (t > 0) {
+        float *part = j->sc.part + (t - 1) * j->sc.part_floats;
+        dw = dw ? part : NULL;
+        db = db ? part + j->sc.part_db : NULL;
+        if (dw) memset(dw, 0, (size_t)(s->k * ckk) * sizeof *dw);
+        if (db) memset(db, 0, (size_t)s->c * sizeof *db);
+    }
+    for (int64_t n = n0; n < n1; n++) {
+        const float *dyn = j->dy + n * s->c * plane, *xn = j->x + n * s->k * L;
+        float *dxn = j->dx ? j->dx + n * s->k * L : NULL;
         if (db) channel_sums_add(db, dyn, s->c, plane);
         if (!dw && !dxn) continue;
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
@@ -64,8 +99,8 @@ void conv_transpose2d_backward(float *dx, float *dw, float *db, const float *dy,
             const float *col = dyn + oy0 * s->ow;
             int64_t ldcol = L;
             if (!pointwise) {
-                im2col(ws, dyn, s, oy0, oy1);
-                col = ws;
+                im2col(tile, dyn, s, oy0, oy1);
+                col = tile;
                 ldcol = cols;
             }
             /* dW (K, C*KH*KW) += x[n][:, band] (K, cols) @ col^T */
@@ -74,9 +109,25 @@ void conv_transpose2d_backward(float *dx, float *dw, float *db, const float *dy,
                            1.0f, dw, (int)ckk);
             /* dx[n][:, band] (K, cols) = W (K, C*KH*KW) @ col */
             if (dxn)
-                blas_sgemm(0, 0, (int)s->k, (int)cols, (int)ckk, 1.0f, w, (int)ckk, col, (int)ldcol, 0.0f,
+                blas_sgemm(0, 0, (int)s->k, (int)cols, (int)ckk, 1.0f, j->w, (int)ckk, col, (int)ldcol, 0.0f,
                            dxn + oy0 * s->ow, (int)L);
         }
+    }
+}
+
+/* dy is (N, C, H, W); adds into dw (K, C, KH, KW) and db (C), overwrites
+ * dx (N, K, OH, OW); any of the three may be NULL. */
+void conv_transpose2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                               float *ws, const ConvShape *s) {
+    if (!dx && !dw && !db) return;
+    ConvTranspose2dJob j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .s = s};
+    conv_scratch(&j.sc, ws, s);
+    parallel_run(j.sc.threads, conv_transpose2d_backward_task, &j);
+    /* the other tasks' gradients, in task order */
+    for (int t = 1; t < j.sc.threads; t++) {
+        const float *part = j.sc.part + (t - 1) * j.sc.part_floats;
+        if (dw) floats_add(dw, part, s->k * s->c * s->kh * s->kw);
+        if (db) floats_add(db, part + j.sc.part_db, s->c);
     }
 }
 

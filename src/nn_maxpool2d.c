@@ -8,6 +8,7 @@
  * binding, plus the argmax indices, N*C*OH*OW int32, kept in a SavedBuf. */
 #include "im2col.h"
 #include "layer.h"
+#include "parallel.h"
 
 #include <limits.h>
 #include <math.h>
@@ -171,6 +172,34 @@ static int maxpool2d_shape(const Layer *m, int ndim, const int64_t *in, int *ond
     return 0;
 }
 
+/* The layer splits the planes over the thread pool (parallel.h); each
+ * plane is independent, so the results do not depend on the split. */
+typedef struct MaxPool2dJob {
+    float *y, *dx;
+    int32_t *argmax;
+    const float *x, *dy;
+    int64_t h, w, oh, ow;
+    const MaxPool2dCfg *c;
+} MaxPool2dJob;
+
+static int64_t planes_per_block(int64_t h, int64_t w) {
+    int64_t per = ((int64_t)1 << 16) / (h * w > 0 ? h * w : 1);
+    return per > 0 ? per : 1;
+}
+
+static void maxpool2d_forward_range(void *arg, int64_t p0, int64_t p1) {
+    const MaxPool2dJob *j = arg;
+    const int64_t in = j->h * j->w, out = j->oh * j->ow;
+    maxpool2d_forward(j->y + p0 * out, j->argmax + p0 * out, j->x + p0 * in, p1 - p0, j->h, j->w, j->oh, j->ow,
+                      j->c->kernel, j->c->stride, j->c->pad);
+}
+
+static void maxpool2d_backward_range(void *arg, int64_t p0, int64_t p1) {
+    const MaxPool2dJob *j = arg;
+    const int64_t in = j->h * j->w, out = j->oh * j->ow;
+    maxpool2d_backward(j->dx + p0 * in, j->dy + p0 * out, j->argmax + p0 * out, p1 - p0, j->h, j->w, j->oh, j->ow);
+}
+
 static int maxpool2d_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
     MaxPool2dCfg *c = m->cfg;
     int64_t n = tensor_numel(y);
@@ -178,8 +207,9 @@ static int maxpool2d_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
      * accessed as int32 */
     int32_t *argmax = (int32_t *)saved_reserve(&c->argmax, (size_t)n);
     if (!argmax) return layer_fail(err, "out of memory for the argmax indices of %lld outputs", (long long)n);
-    maxpool2d_forward(tensor_data(y), argmax, tensor_data(x), x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
-                      y->shape[2], y->shape[3], c->kernel, c->stride, c->pad);
+    MaxPool2dJob j = {.y = tensor_data(y), .argmax = argmax, .x = tensor_data(x), .h = x->shape[2],
+                      .w = x->shape[3], .oh = y->shape[2], .ow = y->shape[3], .c = c};
+    parallel_for(x->shape[0] * x->shape[1], planes_per_block(j.h, j.w), maxpool2d_forward_range, &j);
     return 0;
 }
 
@@ -187,8 +217,9 @@ static int maxpool2d_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tenso
     MaxPool2dCfg *c = m->cfg;
     if (!c->argmax.data || c->argmax.cap < (size_t)tensor_numel(y))
         return layer_fail(err, "backward: call forward with this input first");
-    maxpool2d_backward(tensor_data(dx), tensor_data(dy), (const int32_t *)c->argmax.data, x->shape[0] * x->shape[1],
-                       x->shape[2], x->shape[3], y->shape[2], y->shape[3]);
+    MaxPool2dJob j = {.dx = tensor_data(dx), .argmax = (int32_t *)c->argmax.data, .dy = tensor_data(dy),
+                      .h = x->shape[2], .w = x->shape[3], .oh = y->shape[2], .ow = y->shape[3], .c = c};
+    parallel_for(x->shape[0] * x->shape[1], planes_per_block(j.h, j.w), maxpool2d_backward_range, &j);
     return 0;
 }
 

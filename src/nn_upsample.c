@@ -4,6 +4,7 @@
  * Memory: y (N, C, H*s, W*s) owned by the binding; nothing saved. */
 #include "im2col.h"
 #include "layer.h"
+#include "parallel.h"
 
 #include <string.h>
 
@@ -101,17 +102,44 @@ static int upsample_shape(const Layer *m, int ndim, const int64_t *in, int *ondi
     return 0;
 }
 
+/* The layer splits the planes over the thread pool (parallel.h); each
+ * plane is independent, so the results do not depend on the split. */
+typedef struct UpsampleJob {
+    float *out;
+    const float *in;
+    int64_t h, w, scale;
+} UpsampleJob;
+
+static int64_t planes_per_block(int64_t h, int64_t w) {
+    int64_t per = ((int64_t)1 << 16) / (h * w > 0 ? h * w : 1);
+    return per > 0 ? per : 1;
+}
+
+static void upsample_forward_range(void *arg, int64_t p0, int64_t p1) {
+    const UpsampleJob *j = arg;
+    const int64_t small = j->h * j->w, big = small * j->scale * j->scale;
+    upsample_nearest_forward(j->out + p0 * big, j->in + p0 * small, p1 - p0, j->h, j->w, j->scale);
+}
+
+static void upsample_backward_range(void *arg, int64_t p0, int64_t p1) {
+    const UpsampleJob *j = arg;
+    const int64_t small = j->h * j->w, big = small * j->scale * j->scale;
+    upsample_nearest_backward(j->out + p0 * small, j->in + p0 * big, p1 - p0, j->h, j->w, j->scale);
+}
+
 static int upsample_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
     const UpsampleCfg *c = m->cfg;
-    upsample_nearest_forward(tensor_data(y), tensor_data(x), x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
-                             c->scale);
+    UpsampleJob j = {tensor_data(y), tensor_data(x), x->shape[2], x->shape[3], c->scale};
+    parallel_for(x->shape[0] * x->shape[1], planes_per_block(j.h * c->scale, j.w * c->scale),
+                 upsample_forward_range, &j);
     return 0;
 }
 
 static int upsample_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy, Tensor *dx, char *err) {
     const UpsampleCfg *c = m->cfg;
-    upsample_nearest_backward(tensor_data(dx), tensor_data(dy), x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
-                              c->scale);
+    UpsampleJob j = {tensor_data(dx), tensor_data(dy), x->shape[2], x->shape[3], c->scale};
+    parallel_for(x->shape[0] * x->shape[1], planes_per_block(j.h * c->scale, j.w * c->scale),
+                 upsample_backward_range, &j);
     return 0;
 }
 
