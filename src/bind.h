@@ -41,6 +41,11 @@ static inline void lpush_float(lua_State *L, double v) {
         lua_pushnumber(L, v);
 }
 
+/* Strict options: every key of the table at idx (nil: no options) must be
+ * one of known (NULL-terminated); otherwise "<fn>: unknown option 'k'
+ * (known: a, b, ...)". */
+void lopts_check(lua_State *L, int idx, const char *fn, const char *const *known);
+
 /* The value at idx for messages: the number itself, else its type name. */
 const char *larg_describe(lua_State *L, int idx);
 

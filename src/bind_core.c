@@ -20,6 +20,30 @@ int dd_error(lua_State *L, const char *fmt, ...) {
     return lua_error(L);
 }
 
+void lopts_check(lua_State *L, int idx, const char *fn, const char *const *known) {
+    if (lua_isnoneornil(L, idx)) return;
+    if (!lua_istable(L, idx)) dd_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, idx));
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int ok = 0;
+        for (int i = 0; key && known[i] && !ok; i++) ok = strcmp(key, known[i]) == 0;
+        if (ok) continue;
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (int i = 0; known[i]; i++) {
+            if (i) luaL_addstring(&b, ", ");
+            luaL_addstring(&b, known[i]);
+        }
+        luaL_pushresult(&b);
+        if (!key)
+            dd_error(L, "%s: option keys must be strings, got a %s key (known: %s)", fn, luaL_typename(L, -2),
+                     lua_tostring(L, -1));
+        dd_error(L, "%s: unknown option '%s' (known: %s)", fn, key, lua_tostring(L, -1));
+    }
+}
+
 static int l_clock(lua_State *L) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

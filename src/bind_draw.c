@@ -32,16 +32,16 @@
 
 static RasterCanvas lcanvas_check(lua_State *L, int idx, const char *fn) {
     Tensor *t = luaL_testudata(L, idx, TENSOR_MT);
-    if (!t) luaL_error(L, "draw.%s: canvas must be a (3,H,W) Tensor, got %s", fn, luaL_typename(L, idx));
-    if (!t->storage) luaL_error(L, "draw.%s: canvas Tensor has been freed", fn);
+    if (!t) dd_error(L, "draw.%s: canvas must be a (3,H,W) Tensor, got %s", fn, luaL_typename(L, idx));
+    if (!t->storage) dd_error(L, "draw.%s: canvas Tensor has been freed", fn);
     char s[160];
     shape_format(s, sizeof s, t->ndim, t->shape);
     if (t->ndim != 3 || t->shape[0] != 3)
-        luaL_error(L, "draw.%s: canvas must have shape (3,H,W), got %s", fn, s);
+        dd_error(L, "draw.%s: canvas must have shape (3,H,W), got %s", fn, s);
     if (!tensor_is_contiguous(t))
-        luaL_error(L, "draw.%s: canvas must be contiguous, got a strided view of shape %s (use :contiguous())", fn, s);
+        dd_error(L, "draw.%s: canvas must be contiguous, got a strided view of shape %s (use :contiguous())", fn, s);
     if (t->shape[1] > 1 << 20 || t->shape[2] > 1 << 20)
-        luaL_error(L, "draw.%s: canvas of shape %s is too large (at most 1048576 rows and columns)", fn, s);
+        dd_error(L, "draw.%s: canvas of shape %s is too large (at most 1048576 rows and columns)", fn, s);
     RasterCanvas c = {tensor_data(t), (int)t->shape[1], (int)t->shape[2]};
     return c;
 }
@@ -49,34 +49,34 @@ static RasterCanvas lcanvas_check(lua_State *L, int idx, const char *fn) {
 static float lnum(lua_State *L, int idx, const char *fn, const char *what) {
     int isnum = 0;
     lua_Number v = lua_tonumberx(L, idx, &isnum);
-    if (!isnum) luaL_error(L, "draw.%s: %s must be a number, got %s", fn, what, luaL_typename(L, idx));
-    if (!isfinite(v) || fabs(v) > 1e30) luaL_error(L, "draw.%s: %s must be a finite number, got %f", fn, what, v);
+    if (!isnum) dd_error(L, "draw.%s: %s must be a number, got %s", fn, what, luaL_typename(L, idx));
+    if (!isfinite(v) || fabs(v) > 1e30) dd_error(L, "draw.%s: %s must be a finite number, got %f", fn, what, v);
     return (float)v;
 }
 
 static float lnum_range(lua_State *L, int idx, const char *fn, const char *what, float lo, float hi) {
     float v = lnum(L, idx, fn, what);
-    if (v < lo || v > hi) luaL_error(L, "draw.%s: %s must be in [%f, %f], got %f", fn, what, lo, hi, v);
+    if (v < lo || v > hi) dd_error(L, "draw.%s: %s must be in [%f, %f], got %f", fn, what, lo, hi, v);
     return v;
 }
 
 /* A colour table {r, g, b} (or {r, g, b, a} when alpha is not NULL), each in [0, 1]. */
 static void lcolor_check(lua_State *L, int idx, const char *fn, const char *what, float rgb[3], float *alpha) {
     if (lua_type(L, idx) != LUA_TTABLE)
-        luaL_error(L, "draw.%s: %s must be a table {r, g, b%s} of values in [0, 1], got %s", fn, what,
+        dd_error(L, "draw.%s: %s must be a table {r, g, b%s} of values in [0, 1], got %s", fn, what,
                    alpha ? " [, a]" : "", luaL_typename(L, idx));
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     if (n != 3 && !(alpha && n == 4))
-        luaL_error(L, "draw.%s: %s must have %s values {r, g, b%s}, got %I", fn, what, alpha ? "3 or 4" : "3",
+        dd_error(L, "draw.%s: %s must have %s values {r, g, b%s}, got %lld", fn, what, alpha ? "3 or 4" : "3",
                    alpha ? " [, a]" : "", n);
     float v[4] = {0, 0, 0, 1};
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, idx, i + 1);
         int isnum = 0;
         lua_Number x = lua_tonumberx(L, -1, &isnum);
-        if (!isnum) luaL_error(L, "draw.%s: %s component %d must be a number, got %s", fn, what, i + 1, luaL_typename(L, -1));
+        if (!isnum) dd_error(L, "draw.%s: %s component %d must be a number, got %s", fn, what, i + 1, luaL_typename(L, -1));
         if (!(x >= 0 && x <= 1))
-            luaL_error(L, "draw.%s: %s component %d must be in [0, 1], got %f", fn, what, i + 1, x);
+            dd_error(L, "draw.%s: %s component %d must be in [0, 1], got %f", fn, what, i + 1, x);
         v[i] = (float)x;
         lua_pop(L, 1);
     }
@@ -127,18 +127,18 @@ static void shape_params(lua_State *L, int kind_index, int first, const char *fn
         s->p[i] = lnum(L, first + i, fn, what);
         int r0 = shape_kinds[kind_index].first_radius;
         if (i >= r0 && i < r0 + shape_kinds[kind_index].nradii && s->p[i] < 0)
-            luaL_error(L, "draw.%s: %s must be >= 0, got %f", fn, what, (double)s->p[i]);
+            dd_error(L, "draw.%s: %s must be >= 0, got %f", fn, what, (double)s->p[i]);
     }
 }
 
 /* Counts the vertices of the polygon table at idx ({x1, y1, ...}, at least 3). */
 static int polygon_count(lua_State *L, int idx, const char *fn, const char *what) {
     if (lua_type(L, idx) != LUA_TTABLE)
-        luaL_error(L, "draw.%s: %s must be a table {x1, y1, x2, y2, ...}, got %s", fn, what, luaL_typename(L, idx));
+        dd_error(L, "draw.%s: %s must be a table {x1, y1, x2, y2, ...}, got %s", fn, what, luaL_typename(L, idx));
     lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
     if (len % 2 != 0 || len < 6)
-        luaL_error(L, "draw.%s: %s must hold an even number (at least 6) of coordinates, got %I", fn, what, len);
-    if (len > 2000000) luaL_error(L, "draw.%s: %s has %I coordinates, at most 2000000", fn, what, len);
+        dd_error(L, "draw.%s: %s must hold an even number (at least 6) of coordinates, got %lld", fn, what, len);
+    if (len > 2000000) dd_error(L, "draw.%s: %s has %lld coordinates, at most 2000000", fn, what, len);
     return (int)(len / 2);
 }
 
@@ -160,7 +160,7 @@ static int draw_single(lua_State *L, int kind_index) {
     float rgb[3], alpha;
     int ncolor = 2 + shape_kinds[kind_index].nparams;
     lcolor_check(L, ncolor, fn, "color", rgb, &alpha);
-    if (lua_gettop(L) > ncolor) luaL_error(L, "draw.%s: expected %d arguments, got %d", fn, ncolor, lua_gettop(L));
+    if (lua_gettop(L) > ncolor) dd_error(L, "draw.%s: expected %d arguments, got %d", fn, ncolor, lua_gettop(L));
     fill_shapes(L, &c, &s, 1, rgb, alpha);
     return 0;
 }
@@ -174,7 +174,7 @@ static int l_polygon(lua_State *L) {
     int n = polygon_count(L, 2, "polygon", "xy");
     float rgb[3], alpha;
     lcolor_check(L, 3, "polygon", "color", rgb, &alpha);
-    if (lua_gettop(L) > 3) luaL_error(L, "draw.polygon: expected 3 arguments, got %d", lua_gettop(L));
+    if (lua_gettop(L) > 3) dd_error(L, "draw.polygon: expected 3 arguments, got %d", lua_gettop(L));
     float *xy = scratch_get(L, 2, sizeof(float) * 2 * (size_t)n);
     polygon_read(L, 2, "polygon", "xy", xy, n);
     Shape s = {.kind = SHAPE_POLYGON, .xy = xy, .n = n};
@@ -186,26 +186,26 @@ static int l_polygon(lua_State *L) {
 static int l_shapes(lua_State *L) {
     RasterCanvas c = lcanvas_check(L, 1, "shapes");
     if (lua_type(L, 2) != LUA_TTABLE)
-        luaL_error(L, "draw.shapes: list must be a table of shapes, got %s", luaL_typename(L, 2));
+        dd_error(L, "draw.shapes: list must be a table of shapes, got %s", luaL_typename(L, 2));
     float rgb[3], alpha;
     lcolor_check(L, 3, "shapes", "color", rgb, &alpha);
-    if (lua_gettop(L) > 3) luaL_error(L, "draw.shapes: expected 3 arguments, got %d", lua_gettop(L));
+    if (lua_gettop(L) > 3) dd_error(L, "draw.shapes: expected 3 arguments, got %d", lua_gettop(L));
     lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
-    if (n > 1000000) luaL_error(L, "draw.shapes: at most 1000000 shapes, got %I", n);
+    if (n > 1000000) dd_error(L, "draw.shapes: at most 1000000 shapes, got %lld", n);
     /* Pass 1: kinds, value counts and polygon sizes, so one buffer fits all. */
     size_t nvert = 0;
     char what[64];
     for (lua_Integer i = 1; i <= n; i++) {
         if (lua_rawgeti(L, 2, i) != LUA_TTABLE)
-            luaL_error(L, "draw.shapes: shape %I must be a table {kind, ...}, got %s", i, luaL_typename(L, -1));
+            dd_error(L, "draw.shapes: shape %lld must be a table {kind, ...}, got %s", i, luaL_typename(L, -1));
         int e = lua_gettop(L);
         if (lua_rawgeti(L, e, 1) != LUA_TSTRING)
-            luaL_error(L, "draw.shapes: shape %I: kind must be a string (circle, ellipse, capsule, polygon), got %s",
+            dd_error(L, "draw.shapes: shape %lld: kind must be a string (circle, ellipse, capsule, polygon), got %s",
                        i, luaL_typename(L, -1));
         const char *kind = lua_tostring(L, -1);
         lua_Integer len = (lua_Integer)lua_rawlen(L, e);
         if (strcmp(kind, "polygon") == 0) {
-            if (len != 2) luaL_error(L, "draw.shapes: shape %I (polygon) must be {\"polygon\", {x1, y1, ...}}, got %I values", i, len);
+            if (len != 2) dd_error(L, "draw.shapes: shape %lld (polygon) must be {\"polygon\", {x1, y1, ...}}, got %lld values", i, len);
             lua_rawgeti(L, e, 2);
             snprintf(what, sizeof what, "shape %lld (polygon)", (long long)i);
             nvert += (size_t)polygon_count(L, -1, "shapes", what);
@@ -214,9 +214,9 @@ static int l_shapes(lua_State *L) {
             int k = 0;
             while (k < 3 && strcmp(kind, shape_kinds[k].name) != 0) k++;
             if (k == 3)
-                luaL_error(L, "draw.shapes: shape %I: unknown kind '%s' (known: circle, ellipse, capsule, polygon)", i, kind);
+                dd_error(L, "draw.shapes: shape %lld: unknown kind '%s' (known: circle, ellipse, capsule, polygon)", i, kind);
             if (len != 1 + shape_kinds[k].nparams)
-                luaL_error(L, "draw.shapes: shape %I (%s) must have %d numbers after its kind, got %I", i, kind,
+                dd_error(L, "draw.shapes: shape %lld (%s) must have %d numbers after its kind, got %lld", i, kind,
                            shape_kinds[k].nparams, len - 1);
         }
         lua_pop(L, 2);
@@ -257,8 +257,8 @@ static int l_shapes(lua_State *L) {
 static void check_nargs(lua_State *L, const char *fn, int lo, int hi) {
     int n = lua_gettop(L);
     if (n < lo || n > hi) {
-        if (lo == hi) luaL_error(L, "draw.%s: expected %d arguments, got %d", fn, lo, n);
-        luaL_error(L, "draw.%s: expected %d to %d arguments, got %d", fn, lo, hi, n);
+        if (lo == hi) dd_error(L, "draw.%s: expected %d arguments, got %d", fn, lo, n);
+        dd_error(L, "draw.%s: expected %d to %d arguments, got %d", fn, lo, hi, n);
     }
 }
 
@@ -314,7 +314,7 @@ static int l_beam(lua_State *L) {
     float x = lnum(L, 2, fn, "x"), y = lnum(L, 3, fn, "y"), angle = lnum(L, 4, fn, "angle");
     float spread = lnum(L, 5, fn, "spread");
     if (!(spread > 0 && spread <= 1.5f))
-        luaL_error(L, "draw.beam: spread (half-angle, radians) must be in (0, 1.5], got %f", (double)spread);
+        dd_error(L, "draw.beam: spread (half-angle, radians) must be in (0, 1.5], got %f", (double)spread);
     float rgb[3];
     lcolor_check(L, 6, fn, "color", rgb, NULL);
     float k = lnum_range(L, 7, fn, "intensity", 0, 1);

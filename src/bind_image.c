@@ -21,30 +21,6 @@
 
 /* ---- argument helpers ---- */
 
-static void opts_check(lua_State *L, int idx, const char *fn, const char *const *known) {
-    if (lua_isnoneornil(L, idx)) return;
-    if (!lua_istable(L, idx)) dd_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, idx));
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        int ok = 0;
-        for (int i = 0; key && known[i] && !ok; i++) ok = strcmp(key, known[i]) == 0;
-        if (ok) continue;
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (int i = 0; known[i]; i++) {
-            if (i) luaL_addstring(&b, ", ");
-            luaL_addstring(&b, known[i]);
-        }
-        luaL_pushresult(&b);
-        if (!key)
-            dd_error(L, "%s: option keys must be strings, got a %s key (known: %s)", fn, luaL_typename(L, -2),
-                       lua_tostring(L, -1));
-        dd_error(L, "%s: unknown option '%s' (known: %s)", fn, key, lua_tostring(L, -1));
-    }
-}
-
 /* opts[key] as an integer in [lo, hi], dflt when absent (or no options). */
 static int64_t opt_int(lua_State *L, int idx, const char *fn, const char *key, int64_t dflt, int64_t lo, int64_t hi) {
     if (!lua_istable(L, idx)) return dflt;
@@ -166,7 +142,7 @@ static int l_save(lua_State *L) {
     int c;
     int64_t h, w;
     Tensor *t = image_arg(L, 2, fn, "image", &c, &h, &w);
-    opts_check(L, 3, fn, known);
+    lopts_check(L, 3, fn, known);
     int bits = (int)opt_int(L, 3, fn, "bits", 8, 8, 16);
     if (bits != 8 && bits != 16) return dd_error(L, "%s: option 'bits' must be 8 or 16, got %d", fn, bits);
     if (h > 0x7fffffff || w > 0x7fffffff)
@@ -187,7 +163,7 @@ static int l_grid(lua_State *L) {
     if (lua_gettop(L) < 1 || lua_gettop(L) > 2)
         return dd_error(L, "%s: expected (frames [, options]), got %d arguments", fn, lua_gettop(L));
     lua_settop(L, 2);
-    opts_check(L, 2, fn, known);
+    lopts_check(L, 2, fn, known);
     char s[256], s2[256];
     Tensor *batch = ltensor_test(L, 1);
     int64_t n64;
@@ -284,7 +260,7 @@ static void preview_push(lua_State *L, const char *fn) {
     int c;
     int64_t h, w;
     Tensor *t = image_arg(L, 1, fn, "image", &c, &h, &w);
-    opts_check(L, 2, fn, known);
+    lopts_check(L, 2, fn, known);
     int64_t width = opt_int(L, 2, fn, "width", terminal_width(), 1, 100000);
     TextMode mode = truecolor_terminal() ? TEXT_TRUECOLOR : TEXT_PLAIN;
     if (lua_istable(L, 2) && lua_getfield(L, 2, "mode") != LUA_TNIL) {

@@ -18,7 +18,7 @@ enum { ERR_LEN = 1024 };
 
 static const char *check_path(lua_State *L, int idx, const char *fn) {
     if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "%s: expected a path string as argument %d, got %s", fn, idx,
+        dd_error(L, "%s: expected a path string as argument %d, got %s", fn, idx,
                    luaL_typename(L, idx));
     return lua_tostring(L, idx);
 }
@@ -28,8 +28,8 @@ static Tensor *save_check_tensor(lua_State *L, int idx, const char *name) {
     Tensor *t = ltensor_test(L, idx);
     if (t) return t;
     if (luaL_testudata(L, idx, TENSOR_MT))
-        luaL_error(L, "dd.save: tensor '%s' has been freed", name);
-    luaL_error(L, "dd.save: tensor '%s': expected a Tensor, got %s", name, luaL_typename(L, idx));
+        dd_error(L, "dd.save: tensor '%s' has been freed", name);
+    dd_error(L, "dd.save: tensor '%s': expected a Tensor, got %s", name, luaL_typename(L, idx));
     return NULL;
 }
 
@@ -48,7 +48,7 @@ static void bad_key(lua_State *L, const char *what) {
     const char *type = luaL_typename(L, -2);
     lua_pushvalue(L, -2);   /* tostring on a copy: converting the key would break lua_next */
     const char *text = luaL_tolstring(L, -1, NULL);
-    luaL_error(L, "dd.save: %s must be strings, got %s key %s", what, type, text);
+    dd_error(L, "dd.save: %s must be strings, got %s key %s", what, type, text);
 }
 
 /* Counts and checks the tensors table at idx: string keys, Tensor values. */
@@ -88,7 +88,7 @@ static int save_collect_meta(lua_State *L, int idx, int scratch, StMeta *meta, i
             value = lua_pushstring(L, buf);
             lua_rawseti(L, scratch, (lua_Integer)lua_rawlen(L, scratch) + 1);
         } else {
-            return luaL_error(L, "dd.save: metadata '%s': expected a string or number, got %s", key,
+            return dd_error(L, "dd.save: metadata '%s': expected a string or number, got %s", key,
                               luaL_typename(L, -1));
         }
         if (meta && i < n) meta[i] = (StMeta){key, value};
@@ -102,14 +102,14 @@ static int save_collect_meta(lua_State *L, int idx, int scratch, StMeta *meta, i
 static int l_save(lua_State *L) {
     const char *path = check_path(L, 1, "dd.save");
     if (!lua_istable(L, 2))
-        return luaL_error(L, "dd.save: expected a table of tensors as argument 2, got %s",
+        return dd_error(L, "dd.save: expected a table of tensors as argument 2, got %s",
                           luaL_typename(L, 2));
     int has_meta = !lua_isnoneornil(L, 3);
     if (has_meta && !lua_istable(L, 3))
-        return luaL_error(L, "dd.save: expected a metadata table or nil as argument 3, got %s",
+        return dd_error(L, "dd.save: expected a metadata table or nil as argument 3, got %s",
                           luaL_typename(L, 3));
     if (lua_gettop(L) > 3)
-        return luaL_error(L, "dd.save: expected at most 3 arguments, got %d", lua_gettop(L));
+        return dd_error(L, "dd.save: expected at most 3 arguments, got %d", lua_gettop(L));
     lua_settop(L, 3);
     lua_newtable(L);
     int scratch = lua_gettop(L);
@@ -147,7 +147,7 @@ static int l_save(lua_State *L) {
     }
     char err[ERR_LEN];
     if (st_write(path, ts, nt, meta, nm, err, sizeof err) != 0)
-        return luaL_error(L, "dd.save: %s", err);
+        return dd_error(L, "dd.save: %s", err);
     return 0;
 }
 
@@ -166,7 +166,7 @@ static StFile *push_open(lua_State *L, const char *fn, const char *path) {
     lua_toclose(L, -1);
     char err[ERR_LEN];
     *box = st_open(path, err, sizeof err);
-    if (*box == NULL) luaL_error(L, "%s: %s", fn, err);
+    if (*box == NULL) dd_error(L, "%s: %s", fn, err);
     return *box;
 }
 
@@ -189,7 +189,7 @@ static void check_fits_memory(lua_State *L, const StFile *f) {
             char need[64];
             snprintf(need, sizeof need, "%.1f GiB as float32, more than this machine's %.1f GiB",
                      (double)total * 4 / (1 << 30), (double)limit * 4 / (1 << 30));
-            luaL_error(L, "dd.load: %s: tensors up to '%s' need %s", f->path, e->name, need);
+            dd_error(L, "dd.load: %s: tensors up to '%s' need %s", f->path, e->name, need);
         }
     }
 }
@@ -198,7 +198,7 @@ static void check_fits_memory(lua_State *L, const StFile *f) {
 static int l_load(lua_State *L) {
     const char *path = check_path(L, 1, "dd.load");
     if (lua_gettop(L) > 1)
-        return luaL_error(L, "dd.load: expected 1 argument (path), got %d", lua_gettop(L));
+        return dd_error(L, "dd.load: expected 1 argument (path), got %d", lua_gettop(L));
     StFile *f = push_open(L, "dd.load", path);
     check_fits_memory(L, f);
     lua_createtable(L, 0, f->nentries);
@@ -207,7 +207,7 @@ static int l_load(lua_State *L) {
         Tensor *t = ltensor_push_new(L, e->ndim, e->shape);
         char err[ERR_LEN];
         if (e->numel > 0 && st_read_f32(f, e, tensor_data(t), err, sizeof err) != 0)
-            return luaL_error(L, "dd.load: %s", err);
+            return dd_error(L, "dd.load: %s", err);
         lua_setfield(L, -2, e->name);
     }
     push_metadata(L, f);
@@ -219,7 +219,7 @@ static int l_load(lua_State *L) {
 static int l_header(lua_State *L) {
     const char *path = check_path(L, 1, "dd.safetensors_header");
     if (lua_gettop(L) > 1)
-        return luaL_error(L, "dd.safetensors_header: expected 1 argument (path), got %d",
+        return dd_error(L, "dd.safetensors_header: expected 1 argument (path), got %d",
                           lua_gettop(L));
     StFile *f = push_open(L, "dd.safetensors_header", path);
     lua_createtable(L, 0, f->nentries + 1);

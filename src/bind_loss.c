@@ -37,29 +37,6 @@ static LLoss *lloss_check(lua_State *L, int idx) {
     return u;
 }
 
-/* Strict options: every key of the table at idx must be in known (NULL-ended). */
-static void check_option_keys(lua_State *L, int idx, const char *fn, const char *const *known) {
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        int ok = 0;
-        for (int i = 0; key && known[i] && !ok; i++) ok = strcmp(key, known[i]) == 0;
-        if (ok) continue;
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (int i = 0; known[i]; i++) {
-            if (i) luaL_addstring(&b, ", ");
-            luaL_addstring(&b, known[i]);
-        }
-        luaL_pushresult(&b);
-        if (!key)
-            luaL_error(L, "%s: option keys must be strings, got a %s key (known: %s)", fn,
-                       luaL_typename(L, -2), lua_tostring(L, -1));
-        luaL_error(L, "%s: unknown option '%s' (known: %s)", fn, key, lua_tostring(L, -1));
-    }
-}
-
 static LossReduction opt_reduction(lua_State *L, int opts, const char *fn) {
     lua_getfield(L, opts, "reduction");
     LossReduction r = LOSS_MEAN;
@@ -68,7 +45,7 @@ static LossReduction opt_reduction(lua_State *L, int opts, const char *fn) {
         if (s && strcmp(s, "mean") == 0) r = LOSS_MEAN;
         else if (s && strcmp(s, "sum") == 0) r = LOSS_SUM;
         else
-            luaL_error(L, "%s: option 'reduction' must be 'mean' or 'sum', got %s", fn,
+            dd_error(L, "%s: option 'reduction' must be 'mean' or 'sum', got %s", fn,
                        s ? lua_pushfstring(L, "'%s'", s) : luaL_typename(L, -1));
     }
     lua_pop(L, 1);
@@ -81,10 +58,10 @@ static void opts_table(lua_State *L, const char *fn, const char *const *known) {
         lua_settop(L, 0);
         lua_newtable(L);
     } else if (!lua_istable(L, 1)) {
-        luaL_error(L, "%s: expected an options table, got %s", fn, luaL_typename(L, 1));
+        dd_error(L, "%s: expected an options table, got %s", fn, luaL_typename(L, 1));
     }
-    if (lua_gettop(L) > 1) luaL_error(L, "%s: expected one options table, got %d arguments", fn, lua_gettop(L));
-    check_option_keys(L, 1, fn, known);
+    if (lua_gettop(L) > 1) dd_error(L, "%s: expected one options table, got %d arguments", fn, lua_gettop(L));
+    lopts_check(L, 1, fn, known);
 }
 
 static LLoss *lloss_push(lua_State *L, LossKind kind) {
@@ -111,9 +88,9 @@ static int l_bce(lua_State *L) {
     lua_getfield(L, 1, "eps");
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TNUMBER)
-            return luaL_error(L, "BCELoss: option 'eps' must be a number, got %s", luaL_typename(L, -1));
+            return dd_error(L, "BCELoss: option 'eps' must be a number, got %s", luaL_typename(L, -1));
         eps = lua_tonumber(L, -1);
-        if (!(eps >= 0 && eps < 0.5)) return luaL_error(L, "BCELoss: option 'eps' must be in [0, 0.5), got %f", eps);
+        if (!(eps >= 0 && eps < 0.5)) return dd_error(L, "BCELoss: option 'eps' must be in [0, 0.5), got %f", eps);
     }
     lua_pop(L, 1);
     LLoss *u = lloss_push(L, LOSS_KIND_BCE);
@@ -126,7 +103,7 @@ static int l_mdn(lua_State *L) {
     static const char *const known[] = {"mixtures", NULL};
     opts_table(L, "MDNLoss", known);
     lua_getfield(L, 1, "mixtures");
-    if (lua_isnil(L, -1)) return luaL_error(L, "MDNLoss: option 'mixtures' (the number of components K) is required");
+    if (lua_isnil(L, -1)) return dd_error(L, "MDNLoss: option 'mixtures' (the number of components K) is required");
     int k = (int)larg_int(L, -1, "MDNLoss: option 'mixtures'", 1, 1 << 20);
     LLoss *u = lloss_push(L, LOSS_KIND_MDN);
     u->reduction = LOSS_MEAN;
@@ -155,17 +132,17 @@ static int64_t mdn_check_shapes(lua_State *L, const LLoss *u, const char *fn, co
     int same_lead = y->ndim == t->ndim && y->ndim >= 1;
     for (int i = 0; same_lead && i < y->ndim - 1; i++) same_lead = y->shape[i] == t->shape[i];
     if (!same_lead)
-        luaL_error(L, "MDNLoss:%s: prediction %s and target %s must be (N, K*(1+2D)) and (N, D) with the same "
+        dd_error(L, "MDNLoss:%s: prediction %s and target %s must be (N, K*(1+2D)) and (N, D) with the same "
                    "leading dimensions", fn, a, b);
     int64_t dd = t->shape[t->ndim - 1], w = y->shape[y->ndim - 1], k = u->mixtures;
     if (dd < 1 || dd > (1 << 20))
-        luaL_error(L, "MDNLoss:%s: target %s must have D >= 1 values per sample", fn, b);
+        dd_error(L, "MDNLoss:%s: target %s must have D >= 1 values per sample", fn, b);
     if (w != k * (1 + 2 * dd))
-        luaL_error(L, "MDNLoss:%s: prediction %s has width %I, expected K*(1+2D) = %I*(1+2*%I) = %I for "
-                   "mixtures=%I and a target of width D=%I", fn, a, (lua_Integer)w, (lua_Integer)k, (lua_Integer)dd,
+        dd_error(L, "MDNLoss:%s: prediction %s has width %lld, expected K*(1+2D) = %lld*(1+2*%lld) = %lld for "
+                   "mixtures=%lld and a target of width D=%lld", fn, a, (lua_Integer)w, (lua_Integer)k, (lua_Integer)dd,
                    (lua_Integer)(k * (1 + 2 * dd)), (lua_Integer)k, (lua_Integer)dd);
     int64_t n = tensor_numel(t) / dd;
-    if (n < 1) luaL_error(L, "MDNLoss:%s: no samples (target %s)", fn, b);
+    if (n < 1) dd_error(L, "MDNLoss:%s: no samples (target %s)", fn, b);
     *d = (int)dd;
     return n;
 }
@@ -176,16 +153,16 @@ static int64_t mdn_check_shapes(lua_State *L, const LLoss *u, const char *fn, co
 static void loss_check_args(lua_State *L, const LLoss *u, const char *fn, Tensor **y, Tensor **t) {
     const char *name = loss_kind_names[u->kind];
     if (!ltensor_test(L, 2))
-        luaL_error(L, "%s:%s: prediction (argument 1) must be a Tensor, got %s", name, fn, luaL_typename(L, 2));
+        dd_error(L, "%s:%s: prediction (argument 1) must be a Tensor, got %s", name, fn, luaL_typename(L, 2));
     if (!ltensor_test(L, 3))
-        luaL_error(L, "%s:%s: target (argument 2) must be a Tensor, got %s", name, fn, luaL_typename(L, 3));
+        dd_error(L, "%s:%s: target (argument 2) must be a Tensor, got %s", name, fn, luaL_typename(L, 3));
     lua_settop(L, 3);
     *y = contiguous_arg(L, 2);
     *t = contiguous_arg(L, 3);
     if (u->kind == LOSS_KIND_MDN) return;
     if (!tensor_same_shape(*y, *t)) {
         char a[256], b[256];
-        luaL_error(L, "%s:%s: prediction has shape %s but target has shape %s (they must match exactly)", name, fn,
+        dd_error(L, "%s:%s: prediction has shape %s but target has shape %s (they must match exactly)", name, fn,
                    shape_format(a, sizeof a, (*y)->ndim, (*y)->shape), shape_format(b, sizeof b, (*t)->ndim, (*t)->shape));
     }
 }
@@ -292,7 +269,7 @@ static int l_index(lua_State *L) {
 
 static int l_newindex(lua_State *L) {
     LLoss *u = lloss_check(L, 1);
-    return luaL_error(L, "%s: field '%s' cannot be assigned (make a new loss instead)", loss_kind_names[u->kind],
+    return dd_error(L, "%s: field '%s' cannot be assigned (make a new loss instead)", loss_kind_names[u->kind],
                       lua_tostring(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
 }
 

@@ -20,8 +20,8 @@ Layer *llayer_check_kind(lua_State *L, int idx, const LayerKind *kind); /* bind_
 /* Raises "LSTM 'name': msg" (or "LSTM: msg"), like the shared methods do. */
 static int lstm_error(lua_State *L, const char *msg) {
     lua_getfield(L, 1, "name");
-    if (lua_type(L, -1) == LUA_TSTRING) return luaL_error(L, "LSTM '%s': %s", lua_tostring(L, -1), msg);
-    return luaL_error(L, "LSTM: %s", msg);
+    if (lua_type(L, -1) == LUA_TSTRING) return dd_error(L, "LSTM '%s': %s", lua_tostring(L, -1), msg);
+    return dd_error(L, "LSTM: %s", msg);
 }
 
 /* The tensor at idx as a contiguous tensor (a copy pushed on the stack if needed). */

@@ -15,8 +15,8 @@ Layer *llayer_check_kind(lua_State *L, int idx, const LayerKind *kind); /* bind_
 /* Raises "MDN 'name': msg" (or "MDN: msg"). */
 static int mdn_error(lua_State *L, const char *msg) {
     lua_getfield(L, 1, "name");
-    if (lua_type(L, -1) == LUA_TSTRING) return luaL_error(L, "MDN '%s': %s", lua_tostring(L, -1), msg);
-    return luaL_error(L, "MDN: %s", msg);
+    if (lua_type(L, -1) == LUA_TSTRING) return dd_error(L, "MDN '%s': %s", lua_tostring(L, -1), msg);
+    return dd_error(L, "MDN: %s", msg);
 }
 
 /* The raw output at idx, checked to be (batch, K*(1+2D)) and made contiguous. */

@@ -11,7 +11,7 @@
 /* A contiguous version of the tensor at idx (replacing it on the stack). */
 static Tensor *contiguous_arg(lua_State *L, int idx, const char *fn, const char *what) {
     Tensor *t = ltensor_test(L, idx);
-    if (!t) luaL_error(L, "%s: %s must be a Tensor, got %s", fn, what, luaL_typename(L, idx));
+    if (!t) dd_error(L, "%s: %s must be a Tensor, got %s", fn, what, luaL_typename(L, idx));
     if (tensor_is_contiguous(t)) return t;
     Tensor *c = ltensor_push_uninit(L, t->ndim, t->shape);
     tensor_copy_data(c, t);
@@ -25,24 +25,24 @@ static void pair_check(lua_State *L, const char *fn, const char *na, const char 
     *b = contiguous_arg(L, 2, fn, nb);
     char sa[256], sb[256];
     if (!tensor_same_shape(*a, *b))
-        luaL_error(L, "%s: %s has shape %s but %s has shape %s (they must match exactly)", fn, na,
+        dd_error(L, "%s: %s has shape %s but %s has shape %s (they must match exactly)", fn, na,
                    shape_format(sa, sizeof sa, (*a)->ndim, (*a)->shape), nb,
                    shape_format(sb, sizeof sb, (*b)->ndim, (*b)->shape));
     if (tensor_numel(*a) == 0)
-        luaL_error(L, "%s: %s and %s are empty (shape %s)", fn, na, nb,
+        dd_error(L, "%s: %s and %s are empty (shape %s)", fn, na, nb,
                    shape_format(sa, sizeof sa, (*a)->ndim, (*a)->shape));
 }
 
 static double opt_threshold(lua_State *L, int idx, const char *fn) {
     if (lua_isnil(L, idx)) return 0.5;
     if (lua_type(L, idx) != LUA_TNUMBER)
-        luaL_error(L, "%s: threshold must be a number, got %s", fn, luaL_typename(L, idx));
+        dd_error(L, "%s: threshold must be a number, got %s", fn, luaL_typename(L, idx));
     return lua_tonumber(L, idx);
 }
 
 static int l_binary_accuracy(lua_State *L) {
     const char *fn = "binary_accuracy";
-    if (lua_gettop(L) > 3) return luaL_error(L, "%s: expected (pred, target [, threshold]), got %d arguments", fn, lua_gettop(L));
+    if (lua_gettop(L) > 3) return dd_error(L, "%s: expected (pred, target [, threshold]), got %d arguments", fn, lua_gettop(L));
     lua_settop(L, 3);
     double threshold = opt_threshold(L, 3, fn);
     Tensor *y, *t;
@@ -54,12 +54,12 @@ static int l_binary_accuracy(lua_State *L) {
 
 static int l_categorical_accuracy(lua_State *L) {
     const char *fn = "categorical_accuracy";
-    if (lua_gettop(L) > 2) return luaL_error(L, "%s: expected (pred, target), got %d arguments", fn, lua_gettop(L));
+    if (lua_gettop(L) > 2) return dd_error(L, "%s: expected (pred, target), got %d arguments", fn, lua_gettop(L));
     lua_settop(L, 2);
     Tensor *y, *t;
     pair_check(L, fn, "pred", "target", &y, &t);
     if (y->ndim < 1)
-        return luaL_error(L, "%s: pred must have a class dimension, e.g. (N, C), got a 0-d tensor", fn);
+        return dd_error(L, "%s: pred must have a class dimension, e.g. (N, C), got a 0-d tensor", fn);
     int64_t cols = y->shape[y->ndim - 1], rows = tensor_numel(y) / cols;
     lua_pushnumber(L, (double)categorical_accuracy_count(tensor_data(y), tensor_data(t), rows, cols) / (double)rows);
     return 1;
@@ -67,18 +67,18 @@ static int l_categorical_accuracy(lua_State *L) {
 
 static int l_iou(lua_State *L) {
     const char *fn = "iou";
-    if (lua_gettop(L) > 3) return luaL_error(L, "%s: expected (a, b [, options]), got %d arguments", fn, lua_gettop(L));
+    if (lua_gettop(L) > 3) return dd_error(L, "%s: expected (a, b [, options]), got %d arguments", fn, lua_gettop(L));
     lua_settop(L, 3);
     double threshold = 0.5;
     MaskForeground fg = MASK_DARK;
     if (!lua_isnil(L, 3)) {
-        if (!lua_istable(L, 3)) return luaL_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, 3));
+        if (!lua_istable(L, 3)) return dd_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, 3));
         lua_pushnil(L);
         while (lua_next(L, 3)) {
             lua_pop(L, 1);
             const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
             if (!key || (strcmp(key, "threshold") != 0 && strcmp(key, "foreground") != 0))
-                return luaL_error(L, "%s: unknown option '%s' (known: threshold, foreground)", fn,
+                return dd_error(L, "%s: unknown option '%s' (known: threshold, foreground)", fn,
                                   luaL_tolstring(L, -1, NULL));
         }
         lua_getfield(L, 3, "threshold");
@@ -89,7 +89,7 @@ static int l_iou(lua_State *L) {
             if (strcmp(s, "dark") == 0) fg = MASK_DARK;
             else if (strcmp(s, "light") == 0) fg = MASK_LIGHT;
             else
-                return luaL_error(L, "%s: option 'foreground' must be 'dark' or 'light', got %s", fn,
+                return dd_error(L, "%s: option 'foreground' must be 'dark' or 'light', got %s", fn,
                                   lua_type(L, -1) == LUA_TSTRING ? lua_pushfstring(L, "'%s'", lua_tostring(L, -1))
                                                                  : luaL_typename(L, -1));
         }
@@ -98,7 +98,7 @@ static int l_iou(lua_State *L) {
     Tensor *a, *b;
     pair_check(L, fn, "a", "b", &a, &b);
     if (a->ndim < 1)
-        return luaL_error(L, "%s: masks must be (N, ...) with the samples first, got a 0-d tensor", fn);
+        return dd_error(L, "%s: masks must be (N, ...) with the samples first, got a 0-d tensor", fn);
     int64_t samples = a->shape[0], per = tensor_numel(a) / samples;
     Tensor *out = ltensor_push_uninit(L, 1, &samples);
     /* per-sample values in double first, kept in a Lua-owned scratch buffer */

@@ -168,18 +168,18 @@ static void hyper_read(lua_State *L, int idx, OptimHyper *hp, const HyperParam *
     int t = lua_type(L, idx);
     switch (h->type) {
     case HP_NUMBER: {
-        if (t != LUA_TNUMBER) luaL_error(L, "%s: %s '%s' must be a number, got %s", fn, what, h->name, luaL_typename(L, idx));
+        if (t != LUA_TNUMBER) dd_error(L, "%s: %s '%s' must be a number, got %s", fn, what, h->name, luaL_typename(L, idx));
         double v = lua_tonumber(L, idx);
         if (!(v >= h->lo && (h->hi_open ? v < h->hi : v <= h->hi))) {
             char range[64];
             snprintf(range, sizeof range, "[%g, %g%s", h->lo, h->hi, h->hi_open ? ")" : "]");
-            luaL_error(L, "%s: %s '%s' must be in %s, got %s", fn, what, h->name, range, lua_tostring(L, idx));
+            dd_error(L, "%s: %s '%s' must be in %s, got %s", fn, what, h->name, range, lua_tostring(L, idx));
         }
         *(double *)f = v;
         break;
     }
     case HP_BOOL:
-        if (t != LUA_TBOOLEAN) luaL_error(L, "%s: %s '%s' must be a boolean, got %s", fn, what, h->name, luaL_typename(L, idx));
+        if (t != LUA_TBOOLEAN) dd_error(L, "%s: %s '%s' must be a boolean, got %s", fn, what, h->name, luaL_typename(L, idx));
         *(int *)f = lua_toboolean(L, idx);
         break;
     case HP_EPS_MODE: {
@@ -187,7 +187,7 @@ static void hyper_read(lua_State *L, int idx, OptimHyper *hp, const HyperParam *
         if (s && strcmp(s, "keras") == 0) *(AdamEpsMode *)f = ADAM_EPS_KERAS;
         else if (s && strcmp(s, "torch") == 0) *(AdamEpsMode *)f = ADAM_EPS_TORCH;
         else
-            luaL_error(L, "%s: %s '%s' must be 'keras' or 'torch', got %s", fn, what, h->name,
+            dd_error(L, "%s: %s '%s' must be 'keras' or 'torch', got %s", fn, what, h->name,
                        s ? lua_pushfstring(L, "'%s'", s) : luaL_typename(L, idx));
         break;
     }
@@ -209,7 +209,7 @@ static void hyper_defaults(OptimKind kind, OptimHyper *hp) {
 /* Checks between hyper-parameters (PyTorch's rules for SGD). */
 static void hyper_validate(lua_State *L, OptimKind kind, const OptimHyper *hp, const char *fn) {
     if (kind == OPTIM_SGD && hp->sgd.nesterov && (hp->sgd.momentum <= 0 || hp->sgd.dampening != 0))
-        luaL_error(L, "%s: nesterov=true needs momentum > 0 and dampening = 0, got momentum=%f, dampening=%f", fn,
+        dd_error(L, "%s: nesterov=true needs momentum > 0 and dampening = 0, got momentum=%f, dampening=%f", fn,
                    hp->sgd.momentum, hp->sgd.dampening);
 }
 
@@ -252,7 +252,7 @@ static int ranges_overlap(const Tensor *a, const Tensor *b) {
 static int params_collect(lua_State *L, int idx, const char *fn, ParamRef *refs, int64_t *total) {
     idx = lua_absindex(L, idx);
     int np = (int)lua_rawlen(L, idx);
-    if (np == 0) luaL_error(L, "%s: params is empty (pass model:parameters())", fn);
+    if (np == 0) dd_error(L, "%s: params is empty (pass model:parameters())", fn);
     lua_createtable(L, np, 0);
     int out = lua_gettop(L);
     int64_t n = 0;
@@ -261,25 +261,25 @@ static int params_collect(lua_State *L, int idx, const char *fn, ParamRef *refs,
         lua_rawgeti(L, idx, i);
         int e = lua_gettop(L);
         if (!lua_istable(L, e))
-            luaL_error(L, "%s: params[%d] must be a table {name=, value=, grad=}, got %s", fn, i, luaL_typename(L, e));
+            dd_error(L, "%s: params[%d] must be a table {name=, value=, grad=}, got %s", fn, i, luaL_typename(L, e));
         lua_getfield(L, e, "name");
         const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         param_label(label, sizeof label, i, name);
         lua_getfield(L, e, "value");
         Tensor *v = ltensor_test(L, -1);
-        if (!v) luaL_error(L, "%s: %s: value must be a Tensor, got %s", fn, label, luaL_typename(L, -1));
+        if (!v) dd_error(L, "%s: %s: value must be a Tensor, got %s", fn, label, luaL_typename(L, -1));
         lua_getfield(L, e, "grad");
         Tensor *g = ltensor_test(L, -1);
-        if (!g) luaL_error(L, "%s: %s: grad must be a Tensor, got %s", fn, label, luaL_typename(L, -1));
+        if (!g) dd_error(L, "%s: %s: grad must be a Tensor, got %s", fn, label, luaL_typename(L, -1));
         if (!tensor_same_shape(v, g)) {
             char a[256], b[256];
-            luaL_error(L, "%s: %s: grad has shape %s but value has shape %s", fn, label,
+            dd_error(L, "%s: %s: grad has shape %s but value has shape %s", fn, label,
                        shape_format(a, sizeof a, g->ndim, g->shape), shape_format(b, sizeof b, v->ndim, v->shape));
         }
         if (!tensor_is_contiguous(v) || !tensor_is_contiguous(g))
-            luaL_error(L, "%s: %s: %s is not contiguous (parameters must own contiguous memory)", fn, label,
+            dd_error(L, "%s: %s: %s is not contiguous (parameters must own contiguous memory)", fn, label,
                        tensor_is_contiguous(v) ? "grad" : "value");
-        if (ranges_overlap(v, g)) luaL_error(L, "%s: %s: value and grad share memory", fn, label);
+        if (ranges_overlap(v, g)) dd_error(L, "%s: %s: value and grad share memory", fn, label);
         /* the same tensor (or memory) given twice */
         for (int j = 1; j < i; j++) {
             lua_rawgeti(L, out, j);
@@ -290,7 +290,7 @@ static int params_collect(lua_State *L, int idx, const char *fn, ParamRef *refs,
                 lua_getfield(L, -3, "name");
                 char other[160];
                 param_label(other, sizeof other, j, lua_tostring(L, -1));
-                luaL_error(L, "%s: %s is given twice: it is (or shares memory with) %s", fn, label, other);
+                dd_error(L, "%s: %s is given twice: it is (or shares memory with) %s", fn, label, other);
             }
             lua_pop(L, 3);
         }
@@ -350,7 +350,7 @@ static void flatten(lua_State *L, LOptim *u, int grad, const char *fn) {
     if (!*dst) {
         char mib[32];
         snprintf(mib, sizeof mib, "%.1f", (double)u->n * 4 / 1048576.0);
-        luaL_error(L, "%s: out of memory: cannot allocate the flat %s buffer (%s MiB)", fn, grad ? "gradient" : "parameter", mib);
+        dd_error(L, "%s: out of memory: cannot allocate the flat %s buffer (%s MiB)", fn, grad ? "gradient" : "parameter", mib);
     }
     *off = 0;
     /* copy everything first: re-pointing releases the old storages */
@@ -369,14 +369,14 @@ static int l_construct(lua_State *L) {
     OptimKind kind = (OptimKind)lua_tointeger(L, lua_upvalueindex(1));
     const char *fn = kinds[kind].name;
     if (lua_gettop(L) != 1 || !lua_istable(L, 1))
-        return luaL_error(L, "%s: expected one options table {params, lr=...}, got %s%s", fn, luaL_typename(L, 1),
+        return dd_error(L, "%s: expected one options table {params, lr=...}, got %s%s", fn, luaL_typename(L, 1),
                           lua_gettop(L) > 1 ? " and more arguments" : "");
     /* the bare list, dd.optim.Adam(model:parameters()), instead of {list, ...} */
     lua_rawgeti(L, 1, 1);
     if (lua_istable(L, -1)) {
         lua_getfield(L, -1, "value");
         if (!lua_isnil(L, -1))
-            return luaL_error(L, "%s: expected {params, lr=...} but got a bare parameter list: write %s{model:parameters(), lr=...}",
+            return dd_error(L, "%s: expected {params, lr=...} but got a bare parameter list: write %s{model:parameters(), lr=...}",
                               fn, fn);
     }
     lua_settop(L, 1);
@@ -386,26 +386,26 @@ static int l_construct(lua_State *L) {
         lua_pop(L, 1);
         if (lua_type(L, -1) == LUA_TNUMBER) {
             if (lua_isinteger(L, -1) && lua_tointeger(L, -1) == 1) continue;
-            return luaL_error(L, "%s: unexpected positional entry [%s] (only params may be given by position)", fn,
+            return dd_error(L, "%s: unexpected positional entry [%s] (only params may be given by position)", fn,
                               lua_tostring(L, -1));
         }
         const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         if (key && (strcmp(key, "params") == 0 || hyper_find(kind, key))) continue;
-        return luaL_error(L, "%s: unknown option '%s' (known: %s)", fn, key ? key : luaL_typename(L, -1),
+        return dd_error(L, "%s: unknown option '%s' (known: %s)", fn, key ? key : luaL_typename(L, -1),
                           push_known(L, kind, "params"));
     }
     /* params: by position or by name */
     lua_rawgeti(L, 1, 1);
     lua_getfield(L, 1, "params");
-    if (!lua_isnil(L, -1) && !lua_isnil(L, -2)) return luaL_error(L, "%s: params given twice (by position and by name)", fn);
+    if (!lua_isnil(L, -1) && !lua_isnil(L, -2)) return dd_error(L, "%s: params given twice (by position and by name)", fn);
     if (lua_isnil(L, -1)) lua_pop(L, 1);
     else lua_remove(L, -2);
     int plist = lua_gettop(L);
-    if (lua_isnil(L, plist)) return luaL_error(L, "%s: params is required: %s{model:parameters(), lr=...}", fn, fn);
-    if (!lua_istable(L, plist)) return luaL_error(L, "%s: params must be a table (from m:parameters()), got %s", fn, luaL_typename(L, plist));
+    if (lua_isnil(L, plist)) return dd_error(L, "%s: params is required: %s{model:parameters(), lr=...}", fn, fn);
+    if (!lua_istable(L, plist)) return dd_error(L, "%s: params must be a table (from m:parameters()), got %s", fn, luaL_typename(L, plist));
     lua_getfield(L, plist, "value");
     if (!lua_isnil(L, -1))
-        return luaL_error(L, "%s: params must be a list of {name=, value=, grad=} tables, got a single entry "
+        return dd_error(L, "%s: params must be a list of {name=, value=, grad=} tables, got a single entry "
                           "(wrap it: {p})", fn);
     lua_pop(L, 1);
     /* hyper-parameters */
@@ -414,7 +414,7 @@ static int l_construct(lua_State *L) {
     for (const HyperParam *h = kinds[kind].hyper; h->name; h++) {
         lua_getfield(L, 1, h->name);
         if (!lua_isnil(L, -1)) hyper_read(L, -1, &hp, h, fn, "option");
-        else if (h->required) return luaL_error(L, "%s: option '%s' is required", fn, h->name);
+        else if (h->required) return dd_error(L, "%s: option '%s' is required", fn, h->name);
         lua_pop(L, 1);
     }
     hyper_validate(L, kind, &hp, fn);
@@ -440,7 +440,7 @@ static int l_construct(lua_State *L) {
         if (!u->state[i]) {
             char mib[32];
             snprintf(mib, sizeof mib, "%.1f", (double)n * 4 / 1048576.0);
-            return luaL_error(L, "%s: out of memory: cannot allocate the state '%s' (%s MiB)", fn, kinds[kind].states[i], mib);
+            return dd_error(L, "%s: out of memory: cannot allocate the state '%s' (%s MiB)", fn, kinds[kind].states[i], mib);
         }
     }
     lua_settop(L, self);
@@ -460,7 +460,7 @@ static void check_layout(lua_State *L, LOptim *u, const char *fn) {
         lua_rawgeti(L, -1, i + 1);
         lua_getfield(L, -1, "name");
         char label[160];
-        luaL_error(L, "%s:%s: %s no longer lives in this optimizer's flat buffer (another optimizer was built over "
+        dd_error(L, "%s:%s: %s no longer lives in this optimizer's flat buffer (another optimizer was built over "
                    "part of it?); build this optimizer again", kinds[u->kind].name, fn,
                    param_label(label, sizeof label, i + 1, lua_tostring(L, -1)));
     }
@@ -533,7 +533,7 @@ static int l_load_state_dict(lua_State *L) {
     const char *name = kinds[u->kind].name;
     char fn[64];
     snprintf(fn, sizeof fn, "%s:load_state_dict", name);
-    if (!lua_istable(L, 2)) return luaL_error(L, "%s:load_state_dict: expected a table, got %s", name, luaL_typename(L, 2));
+    if (!lua_istable(L, 2)) return dd_error(L, "%s:load_state_dict: expected a table, got %s", name, luaL_typename(L, 2));
     lua_settop(L, 2);
     /* strict keys */
     lua_pushnil(L);
@@ -554,15 +554,15 @@ static int l_load_state_dict(lua_State *L) {
                 luaL_addstring(&b, kinds[u->kind].states[i]);
             }
         luaL_pushresult(&b);
-        return luaL_error(L, "%s:load_state_dict: unexpected entry '%s' (known: %s)", name,
+        return dd_error(L, "%s:load_state_dict: unexpected entry '%s' (known: %s)", name,
                           key ? key : luaL_typename(L, -2), lua_tostring(L, -1));
     }
     lua_getfield(L, 2, "kind");
     if (!lua_isnil(L, -1) && (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), name) != 0))
-        return luaL_error(L, "%s:load_state_dict: the state is of a %s optimizer, this one is %s", name,
+        return dd_error(L, "%s:load_state_dict: the state is of a %s optimizer, this one is %s", name,
                           luaL_tolstring(L, -1, NULL), name);
     lua_getfield(L, 2, "step");
-    if (lua_isnil(L, -1)) return luaL_error(L, "%s:load_state_dict: missing 'step'", name);
+    if (lua_isnil(L, -1)) return dd_error(L, "%s:load_state_dict: missing 'step'", name);
     char what[96];
     snprintf(what, sizeof what, "%s: 'step'", fn);
     int64_t step = larg_int(L, -1, what, 0, INT64_MAX);
@@ -576,7 +576,7 @@ static int l_load_state_dict(lua_State *L) {
                 hyper_push(L, &hp, h);
                 const char *mine = luaL_tolstring(L, -1, NULL);
                 const char *theirs = luaL_tolstring(L, -3, NULL);
-                return luaL_error(L, "%s: the state has %s=%s, this optimizer %s=%s: build it with the same setting", fn,
+                return dd_error(L, "%s: the state has %s=%s, this optimizer %s=%s: build it with the same setting", fn,
                                   h->name, theirs, h->name, mine);
             }
             hp = in;
@@ -591,19 +591,19 @@ static int l_load_state_dict(lua_State *L) {
         lua_getfield(L, 2, sname);
         int present = !lua_isnil(L, -1);
         if (state_active(u->kind, &hp, i) != (u->state[i] != NULL))
-            return luaL_error(L, "%s: the state's settings %s '%s' but this optimizer was built %s it: build it "
+            return dd_error(L, "%s: the state's settings %s '%s' but this optimizer was built %s it: build it "
                               "with the same momentum, amsgrad and centered settings", fn,
                               u->state[i] ? "do not use" : "need", sname, u->state[i] ? "with" : "without");
         if (!u->state[i]) {
-            if (present) return luaL_error(L, "%s:load_state_dict: unexpected state '%s': this optimizer does not use it", name, sname);
+            if (present) return dd_error(L, "%s:load_state_dict: unexpected state '%s': this optimizer does not use it", name, sname);
             continue;
         }
-        if (!present) return luaL_error(L, "%s:load_state_dict: missing state '%s'", name, sname);
+        if (!present) return dd_error(L, "%s:load_state_dict: missing state '%s'", name, sname);
         src[i] = ltensor_test(L, -1);
-        if (!src[i]) return luaL_error(L, "%s:load_state_dict: '%s' must be a Tensor, got %s", name, sname, luaL_typename(L, -1));
+        if (!src[i]) return dd_error(L, "%s:load_state_dict: '%s' must be a Tensor, got %s", name, sname, luaL_typename(L, -1));
         if (tensor_numel(src[i]) != u->n) {
             char s[256];
-            return luaL_error(L, "%s:load_state_dict: '%s' has %I elements (shape %s), the parameters have %I", name,
+            return dd_error(L, "%s:load_state_dict: '%s' has %lld elements (shape %s), the parameters have %lld", name,
                               sname, (lua_Integer)tensor_numel(src[i]), shape_format(s, sizeof s, src[i]->ndim, src[i]->shape),
                               (lua_Integer)u->n);
         }
@@ -694,8 +694,8 @@ static int l_newindex(lua_State *L) {
         return 0;
     }
     if (key && (hyper_find(u->kind, key) || strcmp(key, "step_count") == 0 || strcmp(key, "kind") == 0))
-        return luaL_error(L, "%s: field '%s' is read-only (only lr can be assigned)", name, key);
-    return luaL_error(L, "%s: cannot assign unknown field '%s' (only lr can be assigned)", name,
+        return dd_error(L, "%s: field '%s' is read-only (only lr can be assigned)", name, key);
+    return dd_error(L, "%s: cannot assign unknown field '%s' (only lr can be assigned)", name,
                       key ? key : luaL_typename(L, 2));
 }
 
@@ -709,9 +709,9 @@ static int l_newindex(lua_State *L) {
 static int l_clip_grad_norm(lua_State *L) {
     const char *fn = "clip_grad_norm";
     if (lua_type(L, 2) != LUA_TNUMBER)
-        return luaL_error(L, "%s: max_norm must be a number, got %s", fn, luaL_typename(L, 2));
+        return dd_error(L, "%s: max_norm must be a number, got %s", fn, luaL_typename(L, 2));
     double max_norm = lua_tonumber(L, 2);
-    if (!(max_norm >= 0)) return luaL_error(L, "%s: max_norm must be >= 0, got %s", fn, lua_tostring(L, 2));
+    if (!(max_norm >= 0)) return dd_error(L, "%s: max_norm must be >= 0, got %s", fn, lua_tostring(L, 2));
     LOptim *u = luaL_testudata(L, 1, OPTIM_MT);
     if (u) {
         check_layout(L, u, fn);
@@ -723,7 +723,7 @@ static int l_clip_grad_norm(lua_State *L) {
         return 1;
     }
     if (!lua_istable(L, 1))
-        return luaL_error(L, "%s: params must be a list like m:parameters() or an Optimizer, got %s", fn, luaL_typename(L, 1));
+        return dd_error(L, "%s: params must be a list like m:parameters() or an Optimizer, got %s", fn, luaL_typename(L, 1));
     int np = (int)lua_rawlen(L, 1);
     lua_settop(L, 2);
     lua_createtable(L, np, 0); /* the grads, each once */
@@ -732,10 +732,10 @@ static int l_clip_grad_norm(lua_State *L) {
     for (int i = 1; i <= np; i++) {
         lua_rawgeti(L, 1, i);
         if (!lua_istable(L, -1))
-            return luaL_error(L, "%s: params[%d] must be a table with a grad, got %s", fn, i, luaL_typename(L, -1));
+            return dd_error(L, "%s: params[%d] must be a table with a grad, got %s", fn, i, luaL_typename(L, -1));
         lua_getfield(L, -1, "grad");
         Tensor *g = ltensor_test(L, -1);
-        if (!g) return luaL_error(L, "%s: params[%d]: grad must be a Tensor, got %s", fn, i, luaL_typename(L, -1));
+        if (!g) return dd_error(L, "%s: params[%d]: grad must be a Tensor, got %s", fn, i, luaL_typename(L, -1));
         int seen = 0;
         for (int j = 1; j <= ng && !seen; j++) {
             lua_rawgeti(L, grads, j);

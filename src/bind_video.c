@@ -47,7 +47,7 @@ static void check_options(lua_State *L, int idx, const char *fn, const char *con
             for (const char *const *k = known; *k; k++) ok |= strcmp(lua_tostring(L, -2), *k) == 0;
         if (!ok) {
             lua_pushvalue(L, -2);
-            luaL_error(L, "%s: unknown option '%s' (known: %s)", fn, luaL_tolstring(L, -1, NULL), list);
+            dd_error(L, "%s: unknown option '%s' (known: %s)", fn, luaL_tolstring(L, -1, NULL), list);
         }
         lua_pop(L, 1);
     }
@@ -55,7 +55,7 @@ static void check_options(lua_State *L, int idx, const char *fn, const char *con
 
 static const char *check_path(lua_State *L, int idx, const char *fn) {
     if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "%s: expected a path string as argument %d, got %s", fn, idx, luaL_typename(L, idx));
+        dd_error(L, "%s: expected a path string as argument %d, got %s", fn, idx, luaL_typename(L, idx));
     return lua_tostring(L, idx);
 }
 
@@ -70,7 +70,7 @@ static LVideo *lvideo_check(lua_State *L, int idx) {
 /* The open Video at idx, or an error "video is closed". */
 static Video *lvideo_open_check(lua_State *L, int idx, const char *fn) {
     LVideo *u = lvideo_check(L, idx);
-    if (!u->v) luaL_error(L, "%s: video is closed", fn);
+    if (!u->v) dd_error(L, "%s: video is closed", fn);
     return u->v;
 }
 
@@ -81,7 +81,7 @@ static int l_open(lua_State *L) {
     luaL_setmetatable(L, VIDEO_MT);
     char err[VIDEO_ERR_LEN];
     u->v = video_open(path, err, sizeof err);
-    if (!u->v) return luaL_error(L, "dd.video.open: %s", err);
+    if (!u->v) return dd_error(L, "dd.video.open: %s", err);
     u->info = *video_info(u->v);
     return 1;
 }
@@ -91,7 +91,7 @@ static int push_frame(lua_State *L, Video *v, int h, int w, double t, const char
     int64_t shape[3] = {3, h, w};
     Tensor *x = ltensor_push_uninit(L, 3, shape);
     char err[VIDEO_ERR_LEN];
-    if (video_frame_to_float(v, tensor_data(x), h, w, err, sizeof err) < 0) return luaL_error(L, "%s: %s", fn, err);
+    if (video_frame_to_float(v, tensor_data(x), h, w, err, sizeof err) < 0) return dd_error(L, "%s: %s", fn, err);
     lua_pushnumber(L, t);
     return 2;
 }
@@ -102,11 +102,11 @@ static int frames_next(lua_State *L) {
     Video *v = lvideo_open_check(L, lua_upvalueindex(1), fn);
     LVideo *u = lua_touserdata(L, lua_upvalueindex(1));
     if ((lua_Integer)u->generation != lua_tointeger(L, lua_upvalueindex(2)))
-        return luaL_error(L, "%s: this iterator was superseded by a later frames, read or seek on the same video", fn);
+        return dd_error(L, "%s: this iterator was superseded by a later frames, read or seek on the same video", fn);
     double t;
     char err[VIDEO_ERR_LEN];
     int r = video_sample_next(v, &t, err, sizeof err);
-    if (r < 0) return luaL_error(L, "%s: %s", fn, err);
+    if (r < 0) return dd_error(L, "%s: %s", fn, err);
     if (r == 0) return 0;
     return push_frame(L, v, (int)lua_tointeger(L, lua_upvalueindex(3)), (int)lua_tointeger(L, lua_upvalueindex(4)),
                       t, fn);
@@ -120,19 +120,19 @@ static int m_frames(lua_State *L) {
     double fps = 0;
     int h = u->info.height, w = u->info.width;
     if (!lua_isnoneornil(L, 2)) {
-        if (!lua_istable(L, 2)) return luaL_error(L, "%s: expected an options table, got %s", fn, luaL_typename(L, 2));
+        if (!lua_istable(L, 2)) return dd_error(L, "%s: expected an options table, got %s", fn, luaL_typename(L, 2));
         static const char *const known[] = {"fps", "size", NULL};
         check_options(L, 2, fn, known, "fps, size");
         if (lua_getfield(L, 2, "fps") != LUA_TNIL) {
             int isnum;
             fps = lua_tonumberx(L, -1, &isnum);
             if (!isnum || lua_type(L, -1) != LUA_TNUMBER || !(fps > 0) || !isfinite(fps) || fps > 1e6)
-                return luaL_error(L, "%s: fps must be a positive number, got %s", fn, luaL_tolstring(L, -1, NULL));
+                return dd_error(L, "%s: fps must be a positive number, got %s", fn, luaL_tolstring(L, -1, NULL));
         }
         lua_pop(L, 1);
         if (lua_getfield(L, 2, "size") != LUA_TNIL) {
             if (!lua_istable(L, -1) || lua_rawlen(L, -1) != 2)
-                return luaL_error(L, "%s: size must be a table {height, width}, got %s", fn,
+                return dd_error(L, "%s: size must be a table {height, width}, got %s", fn,
                                   luaL_tolstring(L, -1, NULL));
             lua_rawgeti(L, -1, 1);
             h = (int)larg_int(L, -1, "Video:frames: size[1] (height)", 1, MAX_SIDE);
@@ -144,7 +144,7 @@ static int m_frames(lua_State *L) {
     }
     char err[VIDEO_ERR_LEN];
     u->generation++;
-    if (video_sample_start(v, fps, err, sizeof err) < 0) return luaL_error(L, "%s: %s", fn, err);
+    if (video_sample_start(v, fps, err, sizeof err) < 0) return dd_error(L, "%s: %s", fn, err);
     lua_pushvalue(L, 1);
     lua_pushinteger(L, (lua_Integer)u->generation);
     lua_pushinteger(L, h);
@@ -160,7 +160,7 @@ static int m_read(lua_State *L) {
     double t;
     char err[VIDEO_ERR_LEN];
     int r = video_read(v, &t, err, sizeof err);
-    if (r < 0) return luaL_error(L, "Video:read: %s", err);
+    if (r < 0) return dd_error(L, "Video:read: %s", err);
     if (r == 0) {
         lua_pushnil(L);
         return 1;
@@ -174,10 +174,10 @@ static int m_seek(lua_State *L) {
     int isnum;
     double s = lua_tonumberx(L, 2, &isnum);
     if (!isnum || lua_type(L, 2) != LUA_TNUMBER || !isfinite(s))
-        return luaL_error(L, "Video:seek: expected a time in seconds, got %s", luaL_tolstring(L, 2, NULL));
+        return dd_error(L, "Video:seek: expected a time in seconds, got %s", luaL_tolstring(L, 2, NULL));
     u->generation++;
     char err[VIDEO_ERR_LEN];
-    if (video_seek(v, s, err, sizeof err) < 0) return luaL_error(L, "Video:seek: %s", err);
+    if (video_seek(v, s, err, sizeof err) < 0) return dd_error(L, "Video:seek: %s", err);
     lua_settop(L, 1);
     return 1;
 }
@@ -230,8 +230,8 @@ static LWriter *lwriter_check(lua_State *L, int idx) {
 static VideoWriter *lwriter_open_check(lua_State *L, int idx, const char *fn) {
     LWriter *u = lwriter_check(L, idx);
     if (u->state == WRITER_FAILED)
-        luaL_error(L, "%s: nothing was written, an earlier write failed: %s", fn, u->failure);
-    if (u->state == WRITER_CLOSED) luaL_error(L, "%s: video writer is closed", fn);
+        dd_error(L, "%s: nothing was written, an earlier write failed: %s", fn, u->failure);
+    if (u->state == WRITER_CLOSED) dd_error(L, "%s: video writer is closed", fn);
     return u->w;
 }
 
@@ -241,14 +241,14 @@ static int l_writer(lua_State *L) {
     VideoWriterOptions opt = {30, -1, NULL};
     int has_h264_opt = 0;
     if (!lua_isnoneornil(L, 2)) {
-        if (!lua_istable(L, 2)) return luaL_error(L, "%s: expected an options table, got %s", fn, luaL_typename(L, 2));
+        if (!lua_istable(L, 2)) return dd_error(L, "%s: expected an options table, got %s", fn, luaL_typename(L, 2));
         static const char *const known[] = {"fps", "crf", "preset", NULL};
         check_options(L, 2, fn, known, "fps, crf, preset");
         if (lua_getfield(L, 2, "fps") != LUA_TNIL) {
             int isnum;
             opt.fps = lua_tonumberx(L, -1, &isnum);
             if (!isnum || lua_type(L, -1) != LUA_TNUMBER || !(opt.fps > 0) || !(opt.fps <= 1000))
-                return luaL_error(L, "%s: fps must be a number in (0, 1000], got %s", fn, luaL_tolstring(L, -1, NULL));
+                return dd_error(L, "%s: fps must be a number in (0, 1000], got %s", fn, luaL_tolstring(L, -1, NULL));
         }
         if (lua_getfield(L, 2, "crf") != LUA_TNIL) {
             opt.crf = (int)larg_int(L, -1, "dd.video.writer: crf", 0, 51);
@@ -256,7 +256,7 @@ static int l_writer(lua_State *L) {
         }
         if (lua_getfield(L, 2, "preset") != LUA_TNIL) {
             if (lua_type(L, -1) != LUA_TSTRING)
-                return luaL_error(L, "%s: preset must be a string such as \"medium\", got %s", fn,
+                return dd_error(L, "%s: preset must be a string such as \"medium\", got %s", fn,
                                   luaL_typename(L, -1));
             opt.preset = lua_tostring(L, -1);   /* stays on the stack until we return */
             has_h264_opt = 1;
@@ -264,14 +264,14 @@ static int l_writer(lua_State *L) {
     }
     size_t n = strlen(path);
     if (has_h264_opt && n >= 4 && strcasecmp(path + n - 4, ".gif") == 0)
-        return luaL_error(L, "%s: %s: crf and preset apply to H.264 (.mp4, .m4v, .mov), not to GIF", fn, path);
+        return dd_error(L, "%s: %s: crf and preset apply to H.264 (.mp4, .m4v, .mov), not to GIF", fn, path);
     LWriter *u = lua_newuserdatauv(L, sizeof *u, 0);
     memset(u, 0, sizeof *u);
     u->state = WRITER_CLOSED;
     luaL_setmetatable(L, WRITER_MT);
     char err[VIDEO_ERR_LEN];
     u->w = video_writer_open(path, &opt, err, sizeof err);
-    if (!u->w) return luaL_error(L, "%s: %s", fn, err);
+    if (!u->w) return dd_error(L, "%s: %s", fn, err);
     u->state = WRITER_OPEN;
     return 1;
 }
@@ -283,7 +283,7 @@ static int writer_fail(lua_State *L, LWriter *u, const char *fn, const char *msg
     u->w = NULL;
     u->state = WRITER_FAILED;
     snprintf(u->failure, sizeof u->failure, "%s", msg);
-    return luaL_error(L, "%s: %s (output discarded)", fn, msg);
+    return dd_error(L, "%s: %s (output discarded)", fn, msg);
 }
 
 static int m_write(lua_State *L) {
@@ -316,7 +316,7 @@ static int m_writer_close(lua_State *L) {
     u->w = NULL;
     u->state = WRITER_CLOSED;
     char err[VIDEO_ERR_LEN];
-    if (video_writer_close(w, err, sizeof err) < 0) return luaL_error(L, "%s: %s", fn, err);
+    if (video_writer_close(w, err, sizeof err) < 0) return dd_error(L, "%s: %s", fn, err);
     return 0;
 }
 

@@ -16,31 +16,6 @@
 
 /* ---- argument helpers ---- */
 
-/* Checks the keys of the options table at idx (none or nil: no options). */
-static void opts_check(lua_State *L, int idx, const char *fn, const char *const *known) {
-    if (lua_isnoneornil(L, idx)) return;
-    if (!lua_istable(L, idx)) dd_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, idx));
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        int ok = 0;
-        for (int i = 0; key && known[i] && !ok; i++) ok = strcmp(key, known[i]) == 0;
-        if (ok) continue;
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (int i = 0; known[i]; i++) {
-            if (i) luaL_addstring(&b, ", ");
-            luaL_addstring(&b, known[i]);
-        }
-        luaL_pushresult(&b);
-        if (!key)
-            dd_error(L, "%s: option keys must be strings, got a %s key (known: %s)", fn, luaL_typename(L, -2),
-                       lua_tostring(L, -1));
-        dd_error(L, "%s: unknown option '%s' (known: %s)", fn, key, lua_tostring(L, -1));
-    }
-}
-
 /* Pushes opts[key] (nil when there is no options table). */
 static int opt_get(lua_State *L, int idx, const char *key) {
     if (!lua_istable(L, idx)) {
@@ -153,7 +128,7 @@ static Tensor *push_single_channel(lua_State *L, const Tensor *frame) {
 
 static int silhouette_by_threshold(lua_State *L, const char *fn, Tensor *frame, int64_t n, int64_t c, int64_t hw) {
     static const char *const known[] = {"method", "sum_above", NULL};
-    opts_check(L, 2, fn, known);
+    lopts_check(L, 2, fn, known);
     double sum_above = opt_number(L, 2, fn, "sum_above", 230.0, -1.0, 765.0);
     char s[256];
     if (c != 1 && c != 3)
@@ -167,7 +142,7 @@ static int silhouette_by_threshold(lua_State *L, const char *fn, Tensor *frame, 
 static int silhouette_by_median(lua_State *L, const char *fn, Tensor *frame, int64_t n, int64_t c, int64_t h,
                                 int64_t w) {
     static const char *const known[] = {"method", "background", "threshold", "open", "close", "min_area", "shape", NULL};
-    opts_check(L, 2, fn, known);
+    lopts_check(L, 2, fn, known);
     char s[256], s2[256];
     if (opt_get(L, 2, "background") == LUA_TNIL)
         return dd_error(L, "%s: method 'median' needs option 'background' (from dd.vision.background_model)", fn);
@@ -286,7 +261,7 @@ static int l_background_model(lua_State *L) {
     static const char *const known[] = {"samples", NULL};
     if (lua_gettop(L) > 2) return dd_error(L, "%s: expected (frames [, options]), got %d arguments", fn, lua_gettop(L));
     lua_settop(L, 2);
-    opts_check(L, 2, fn, known);
+    lopts_check(L, 2, fn, known);
     SourceKind kind;
     int64_t count = 0, dflt = 25;
     double duration = 0;
@@ -376,7 +351,7 @@ static int l_morph(lua_State *L) {
         return dd_error(L, "%s: op must be 'erode', 'dilate', 'open' or 'close', got %s", fn,
                           op_name ? lua_pushfstring(L, "'%s'", op_name) : luaL_typename(L, 2));
     int radius = (int)larg_int(L, 3, "vision.morph: radius", 0, 1000);
-    opts_check(L, 4, fn, known);
+    lopts_check(L, 4, fn, known);
     MorphShape shape = opt_choice(L, 4, fn, "shape", shape_names, 0) == 0 ? MORPH_SQUARE : MORPH_DISC;
     int dark = opt_choice(L, 4, fn, "foreground", foreground_names, 0) == 1;
     int64_t planes, h, w;
@@ -401,7 +376,7 @@ static int l_components(lua_State *L) {
     if (lua_gettop(L) > 2) return dd_error(L, "%s: expected (mask [, options]), got %d arguments", fn, lua_gettop(L));
     lua_settop(L, 2);
     Tensor *m = tensor_arg(L, 1, fn, "mask");
-    opts_check(L, 2, fn, known);
+    lopts_check(L, 2, fn, known);
     int dark = opt_choice(L, 2, fn, "foreground", foreground_names, 0) == 1;
     char s[256];
     if (!(m->ndim == 2 || (m->ndim == 3 && m->shape[0] == 1)))
@@ -441,7 +416,7 @@ static int l_resize(lua_State *L) {
     Tensor *t = tensor_arg(L, 1, fn, "input");
     int64_t oh = larg_int(L, 2, "vision.resize: height", 1, 1 << 20);
     int64_t ow = larg_int(L, 3, "vision.resize: width", 1, 1 << 20);
-    opts_check(L, 4, fn, known);
+    lopts_check(L, 4, fn, known);
     ResizeFilter filter = opt_choice(L, 4, fn, "filter", filters, 0) == 0 ? RESIZE_AREA : RESIZE_BILINEAR;
     int fit = opt_choice(L, 4, fn, "fit", fits, 0);
     float pad_value = (float)opt_number(L, 4, fn, "pad_value", 1.0, -HUGE_VAL, HUGE_VAL);
