@@ -17,6 +17,7 @@ p:option("--seed", "one seed for the whole run (video, weights, shuffling, sampl
 p:option("--minutes", "length of the synthetic video (default: the preset's)"):convert(tonumber)
 p:option("--progress", "bar, lines or none"):choices{ "bar", "lines", "none" }
 local o = dd.cli.parse(p, arg)
+if not o then return end
 
 -- The two scales. demo: small enough to finish in minutes on 2 cores; it uses
 -- the training choices that converge fast on mostly-white silhouettes (BCE,

@@ -27,6 +27,7 @@ p:option("--seed", "random seed of the generation runs", "1"):convert(math.toint
 p:flag("--video", "also write each generated run as an MP4 (6 fps)")
 p:flag("--no-images", "no contact sheets or motion plot")
 local o = dd.cli.parse(p, arg)
+if not o then return end
 
 local function list(text)
   local out = {}

@@ -35,6 +35,7 @@ p:option("--batch-size", "frames decoded per batch", "64"):convert(math.tointege
 p:option("--sheet", "contact sheet PNG (default: next to --out, _sheet.png)")
 p:option("--latents-out", "generated latents (.safetensors; default: next to --out, _latents.safetensors)")
 local o = dd.cli.parse(p, arg)
+if not o then return end
 
 local function fail(msg) error("generate: " .. msg, 0) end
 if o.steps < 1 then fail("--steps must be >= 1") end

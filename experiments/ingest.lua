@@ -20,6 +20,7 @@ p:option("--fit", "reach the output aspect by crop or pad (or stretch)", "crop")
 p:option("--limit", "stop after this many frames (0: all)", "0"):convert(tonumber)
 p:option("--preview", "contact sheet PNG (default: next to --out)")
 local o = dd.cli.parse(p, arg)
+if not o then return end
 
 local v = dd.video.open(o.video)
 local H, W = o.height, o.width

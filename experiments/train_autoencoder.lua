@@ -26,6 +26,7 @@ p:option("--output-bias", "zero (the original's) or mean: start the output at th
   :choices{ "zero", "mean" }
 p:flag("--resume", "continue OUT/last.safetensors")
 local o = dd.cli.parse(p, arg)
+if not o then return end
 
 local t0 = dd.clock()
 local history = dd.dance.train_autoencoder{

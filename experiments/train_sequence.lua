@@ -29,6 +29,7 @@ p:option("--patience", "stop after this many epochs without a better val_loss"):
 p:option("--progress", "bar, lines or none (default: bar on a terminal)"):choices{ "bar", "lines", "none" }
 p:flag("--resume", "continue OUT/last.safetensors")
 local o = dd.cli.parse(p, arg)
+if not o then return end
 
 local units
 if o.units then
