@@ -84,7 +84,33 @@ benches.ingest = function()
         ratio = peer / ours }
 end
 
-local order = { "matmul", "ingest" }
+-- The original autoencoder (models/autoencoder.lua), Adam + MSE, one training
+-- step on a fixed batch of 32; and decoder inference at batch 64. The PyTorch
+-- peer rows are added with issue 7; until then these rows have no peer.
+benches.autoencoder = function()
+  dd.manual_seed(1)
+  local ae = dofile(home .. "/models/autoencoder.lua"){}
+  local opt = dd.optim.Adam{ ae:parameters(), lr = 1e-3 }
+  local mse = dd.nn.MSELoss()
+  local x = dd.rand(32, 1, 120, 200)
+  local reps = opts.quick and 2 or 4
+  local t = best_of(reps, function()
+    opt:zero_grad()
+    local y = ae:forward(x)
+    mse:forward(y, x)
+    ae:backward(x, mse:backward(y, x))
+    opt:step()
+  end)
+  -- forward 0.75 + 1.2 GFLOP per image (encoder + decoder), a step about 3x that
+  local gflops = 32 * 3 * 1.95 / t
+  add { name = "autoencoder training, batch 32 (Adam, MSE)", unit = "images/s", value = 32 / t, gflops = gflops }
+  ae:eval()
+  local z = dd.rand(64, 128)
+  local td = best_of(reps, function() return ae.decoder:forward(z) end)
+  add { name = "decoder inference, batch 64", unit = "frames/s", value = 64 / td, gflops = 64 * 1.2 / td }
+end
+
+local order = { "matmul", "ingest", "autoencoder" }
 for _, name in ipairs(order) do
   if not opts.only or opts.only == name then benches[name]() end
 end
