@@ -5,30 +5,12 @@
 local seed = tonumber(os.getenv("DD_TEST_SEED") or "1234")
 print("# checkpoint_spec seed: " .. seed)
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local quote = helpers.quote
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
+local slurp = helpers.slurp
+local spit = helpers.spit
 
 local function snapshot(sd)
   local out = {}

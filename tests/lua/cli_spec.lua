@@ -18,16 +18,9 @@ end
 
 local BIN = binary_path()
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local quote = helpers.quote
+local slurp = helpers.slurp
 
 local function write_temp(text)
   local path = os.tmpname()

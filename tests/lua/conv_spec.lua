@@ -15,17 +15,9 @@ local function shape_of(t)
 end
 
 -- The error message of f(...), which must fail.
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, ...)
-  for _, part in ipairs({ ... }) do
-    assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-  end
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
 
 local function max_abs_diff(a, b)
   return (a - b):abs():max()

@@ -13,17 +13,10 @@ if not (dd.dance and dd.dance.evaluate) then
   assert(loadfile(dd.home .. "/lua/deepdance/dance/init.lua"))(dd)
 end
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local quote = helpers.quote
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
 
 local function exists(path)
   local f = io.open(path, "rb")
@@ -31,12 +24,7 @@ local function exists(path)
   return f ~= nil
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = helpers.slurp
 
 local function ls(dir)
   local p = io.popen("ls -A " .. quote(dir))

@@ -12,19 +12,11 @@ if not (dd.dance and dd.dance.train_sequence) then
   assert(loadfile(dd.home .. "/lua/deepdance/dance/init.lua"))(dd)
 end
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function max_diff(a, b) return (a - b):abs():max() end
-
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local quote = helpers.quote
+local max_diff = helpers.max_diff
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
 
 local function exists(path)
   local f = io.open(path, "rb")

@@ -9,15 +9,9 @@ print("# dancer_spec seed: " .. seed)
 
 local dancer = require "deepdance.dancer"
 
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
 
 -- The paper's rule on 8-bit values: 1 where r + g + b > 230 (background).
 local function background_mask(frame)

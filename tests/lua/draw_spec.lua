@@ -9,15 +9,9 @@ print("# draw_spec seed: " .. seed)
 local draw = dd.draw
 local pi = math.pi
 
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
 
 local function assert_near(expected, actual, rel, what)
   assert(math.abs(actual - expected) <= rel * math.abs(expected),

@@ -10,15 +10,9 @@ print("# image_spec seed: " .. seed)
 local PYTHON = "/usr/bin/python3"
 local HELPER = "tests/support/make_pngs.py"
 
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
@@ -28,18 +22,8 @@ local function sh(cmd)
   return out
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local slurp = helpers.slurp
+local spit = helpers.spit
 
 -- float32 rounding of a double, to compare with what a tensor stores
 local function f32(x) return (string.unpack("<f", string.pack("<f", x))) end

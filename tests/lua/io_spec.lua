@@ -6,9 +6,8 @@ local PYTHON = "/usr/bin/python3"
 local spec_dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local INTEROP = spec_dir .. "/../interop_safetensors.py"
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local quote = helpers.quote
 
 -- Runs a shell command; returns its output and whether it exited 0.
 local function run(cmd)
@@ -18,18 +17,8 @@ local function run(cmd)
   return out, ok == true
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local slurp = helpers.slurp
+local spit = helpers.spit
 
 -- The float32 nearest to x, as dd.load returns it.
 local function f32(x)
@@ -37,15 +26,8 @@ local function f32(x)
 end
 
 -- The error message of f(...), which must fail.
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-end
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
 
 -- A fresh empty directory, removed with everything in it after each test.
 local dir

@@ -5,15 +5,9 @@
 local seed = tonumber(os.getenv("DD_TEST_SEED") or "1234")
 print("# loss_spec seed: " .. seed)
 
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
 
 local function assert_close(a, b, tol, what)
   a, b = a:contiguous():view(-1):totable(), b:contiguous():view(-1):totable()

@@ -6,19 +6,10 @@
 local SEED = tonumber(os.getenv("DD_TEST_SEED") or "") or 1234
 print("# lstm_spec: seed " .. SEED .. " (DD_TEST_SEED)")
 
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), ("expected %q to contain %q"):format(s, part))
-end
-
-local function max_diff(a, b)
-  return (a - b):abs():max()
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
+local max_diff = helpers.max_diff
 
 local function shape_str(t)
   return table.concat(t:shape(), "x")

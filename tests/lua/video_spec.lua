@@ -5,9 +5,8 @@
 -- count, the same instants, pixels within 3/255 mean absolute difference.
 -- Run from the repo root: ./deepdance /usr/bin/busted -o TAP tests/lua/video_spec.lua
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local helpers = dofile("tests/lua/support/helpers.lua")
+local quote = helpers.quote
 
 -- Runs a shell command; returns its stdout and whether it exited 0.
 local function run(cmd)
@@ -22,18 +21,8 @@ local function ffmpeg(args)
   assert(ok, "ffmpeg " .. args .. " failed: " .. out)
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local slurp = helpers.slurp
+local spit = helpers.spit
 
 local function exists(path)
   local f = io.open(path, "rb")
@@ -42,15 +31,8 @@ local function exists(path)
 end
 
 -- The message of f(...), which must fail.
-local function error_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return tostring(err)
-end
-
-local function assert_contains(s, part)
-  assert(s:find(part, 1, true), string.format("expected %q to contain %q", s, part))
-end
+local error_of = helpers.error_of
+local assert_contains = helpers.assert_contains
 
 -- ffmpeg's frames: raw RGB24 bytes, and the times from framecrc.
 local function ffmpeg_raw(path, vf)
