@@ -157,14 +157,17 @@ function util.unpack(v, tensors)
   return v
 end
 
--- A JSON-encodable copy for human-read metadata: non-finite numbers as text.
-function util.json_safe(logs)
+-- A JSON-encodable copy for human-read metadata (logs, histories): JSON
+-- cannot hold NaN or infinities, so they become text; tables are copied
+-- recursively. Also dd.json.safe.
+function util.json_safe(v)
+  if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then return tostring(v) end
+  if type(v) ~= "table" then return v end
   local out = {}
-  for k, v in pairs(logs) do
-    out[k] = (type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge)) and tostring(v) or v
-  end
+  for k, x in pairs(v) do out[k] = util.json_safe(x) end
   return out
 end
+dd.json.safe = util.json_safe
 
 ---------------------------------------------------------------------------
 -- Monitoring a logged quantity
@@ -344,21 +347,27 @@ end
 local ModelCheckpoint = { kind = "ModelCheckpoint" }
 ModelCheckpoint.__index = ModelCheckpoint
 
---- dd.callbacks.ModelCheckpoint{dir, monitor='val_loss', mode='auto', save_best=true, save_last=true}
--- DIR/best.safetensors: the model at the best epoch so far (meta: epoch, logs).
+--- dd.callbacks.ModelCheckpoint{dir, monitor='val_loss', mode='auto', save_best=true, save_last=true, meta=}
+-- DIR/best.safetensors: the model at the best epoch so far (meta: epoch, logs,
+-- plus the entries of `meta`, e.g. the options that rebuild the model; they
+-- are also kept in the callback's state, so dd.fit's last.safetensors has them).
 -- DIR/last.safetensors: model and optimizer after every epoch. Both through
 -- dd.nn.save, so each write is atomic. When DIR is dd.fit's checkpoint_dir,
 -- fit's own last.safetensors (a superset) is the one written.
 callbacks.ModelCheckpoint = util.public(function(opts)
   local fn = "ModelCheckpoint"
-  opts = util.options(fn, opts, { "dir", "monitor", "mode", "save_best", "save_last", "verbose" }, { "dir" })
+  opts = util.options(fn, opts, { "dir", "monitor", "mode", "save_best", "save_last", "verbose", "meta" }, { "dir" })
   if opts.dir == nil then error(fn .. ": option 'dir' is required (a directory for best.safetensors and last.safetensors)", 0) end
+  if opts.meta ~= nil and type(opts.meta) ~= "table" then
+    error(("%s: option 'meta' must be a table, got %s"):format(fn, got(opts.meta)), 0)
+  end
   local self = setmetatable({
     dir = util.check(fn, "dir", opts.dir, "string"):gsub("/+$", ""),
     monitor = util.check(fn, "monitor", opts.monitor, "string", "val_loss"),
     save_best = util.check(fn, "save_best", opts.save_best, "boolean", true),
     save_last = util.check(fn, "save_last", opts.save_last, "boolean", true),
     verbose = util.check(fn, "verbose", opts.verbose, "boolean", false),
+    meta = opts.meta,
   }, ModelCheckpoint)
   self.mode = resolve_mode(self.monitor, util.check(fn, "mode", opts.mode, "mode", "auto"))
   self.best = worst(self.mode)
@@ -373,6 +382,7 @@ end
 
 function ModelCheckpoint:on_epoch_end(ctx, epoch, logs)
   local meta = { epoch = epoch, logs = util.json_safe(logs) }
+  for k, v in pairs(self.meta or {}) do meta[k] = v end
   if self.save_best and improves(self.mode, logs[self.monitor], self.best, 0) then
     self.best = logs[self.monitor]
     dd.nn.save(self.dir .. "/best.safetensors", ctx.model, { meta = meta })
@@ -386,7 +396,7 @@ function ModelCheckpoint:on_epoch_end(ctx, epoch, logs)
   end
 end
 
-function ModelCheckpoint:state_dict() return { best = self.best } end
+function ModelCheckpoint:state_dict() return { best = self.best, meta = self.meta } end
 function ModelCheckpoint:load_state_dict(t) self.best = t.best end
 
 ---------------------------------------------------------------------------

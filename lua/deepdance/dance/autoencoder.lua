@@ -33,15 +33,6 @@ local function build_model(options)
   return dofile(dd.home .. "/models/autoencoder.lua")(copy)
 end
 
--- JSON cannot hold NaN or infinities: they are written as text.
-local function json_safe(v)
-  if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then return tostring(v) end
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = json_safe(x) end
-  return out
-end
-
 -- The first `limit` frames of a FrameSet as a dataset (dd.fit only ever asks for 1..size()).
 local function first_frames(fs, limit)
   if limit >= #fs then return fs end
@@ -60,30 +51,6 @@ local function spread(first, last, n)
   end
   return out
 end
-
----------------------------------------------------------------------------
--- The best checkpoint, carrying the model options
----------------------------------------------------------------------------
--- ModelCheckpoint's meta is {epoch, logs}; load_autoencoder also needs the
--- model options to rebuild the network, so this callback writes best itself.
-
-local AutoencoderCheckpoint = { kind = "AutoencoderCheckpoint" }
-AutoencoderCheckpoint.__index = AutoencoderCheckpoint
-
-function AutoencoderCheckpoint:on_train_begin() self.best = math.huge end
-
-function AutoencoderCheckpoint:on_epoch_end(ctx, epoch, logs)
-  local value = logs[self.monitor]
-  if value < self.best then
-    self.best = value
-    dd.nn.save(self.dir .. "/best.safetensors", ctx.model,
-      { meta = { epoch = epoch, monitor = self.monitor, logs = json_safe(logs), model_options = self.model_options } })
-  end
-end
-
--- model_options rides along in dd.fit's last.safetensors (meta.fit.callbacks).
-function AutoencoderCheckpoint:state_dict() return { best = self.best, model_options = self.model_options } end
-function AutoencoderCheckpoint:load_state_dict(t) self.best = t.best end
 
 ---------------------------------------------------------------------------
 -- The reconstruction sheet
@@ -203,8 +170,10 @@ dance.train_autoencoder = util.public(function(opts)
   local optimizer = dd.optim.Adam{ model:parameters(), lr = lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-7 }
   local validate = split > 0
   local monitor_acc = validate and "val_binary_accuracy" or "binary_accuracy"
-  local best = setmetatable({ dir = out, monitor = validate and "val_loss" or "loss", model_options = model_options,
-                              best = math.huge }, AutoencoderCheckpoint)
+  -- best.safetensors carries the model options, so load_autoencoder can rebuild the network
+  local monitor = validate and "val_loss" or "loss"
+  local best = dd.callbacks.ModelCheckpoint{ dir = out, monitor = monitor, mode = "min", save_last = false,
+                                             meta = { monitor = monitor, model_options = model_options } }
   local history = dd.fit{
     model = model, loss = loss_name == "bce" and dd.nn.BCELoss() or dd.nn.MSELoss(), optimizer = optimizer,
     x = first_frames(fs, n), y = "x",
@@ -218,7 +187,7 @@ dance.train_autoencoder = util.public(function(opts)
     },
     checkpoint_dir = out, resume = resume, progress = o.progress, output = output,
   }
-  util.write_file(fn, out .. "/history.json", dd.json.encode(json_safe(history), { indent = true }))
+  util.write_file(fn, out .. "/history.json", dd.json.encode(dd.json.safe(history), { indent = true }))
   model:eval()
   model.options = model_options
 
@@ -248,9 +217,10 @@ end)
 local function options_from_fit_state(meta)
   local fit = meta and meta.fit
   for _, cb in ipairs(fit and fit.callbacks or {}) do
-    if cb.kind == "s:" .. AutoencoderCheckpoint.kind and type(cb.state) == "table" and type(cb.state.model_options) == "table" then
+    local saved = type(cb.state) == "table" and type(cb.state.meta) == "table" and cb.state.meta.model_options
+    if cb.kind == "s:ModelCheckpoint" and type(saved) == "table" then
       local options = {}
-      for k, v in pairs(cb.state.model_options) do
+      for k, v in pairs(saved) do
         if math.type(v) ~= "integer" then return nil end
         options[k] = v
       end

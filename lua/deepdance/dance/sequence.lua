@@ -165,35 +165,6 @@ dance.window_set = util.public(function(opts)
 end)
 
 ---------------------------------------------------------------------------
--- The best checkpoint, with what load_sequence needs to rebuild the model
----------------------------------------------------------------------------
-
-local function json_safe(logs)
-  local out = {}
-  for k, v in pairs(logs) do
-    out[k] = (type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge)) and tostring(v) or v
-  end
-  return out
-end
-
-local SequenceCheckpoint = { kind = "SequenceCheckpoint" }
-SequenceCheckpoint.__index = SequenceCheckpoint
-
-function SequenceCheckpoint:on_train_begin() self.best = math.huge end
-
-function SequenceCheckpoint:on_epoch_end(ctx, epoch, logs)
-  if logs.val_loss < self.best then
-    self.best = logs.val_loss
-    local meta = { epoch = epoch, logs = json_safe(logs) }
-    for k, v in pairs(self.info) do meta[k] = v end
-    dd.nn.save(self.dir .. "/best.safetensors", ctx.model, { meta = meta })
-  end
-end
-
-function SequenceCheckpoint:state_dict() return { best = self.best } end
-function SequenceCheckpoint:load_state_dict(t) self.best = t.best end
-
----------------------------------------------------------------------------
 -- train_sequence
 ---------------------------------------------------------------------------
 
@@ -287,7 +258,9 @@ dance.train_sequence = util.public(function(opts)
     autocondition = autocondition, autocondition_fraction = o.autocondition_fraction, noise = o.noise }
   local val_x = dance.window_set{ latents = latents, look_back = L, first = n_train + L + 1, last = n }
 
-  local checkpoint = setmetatable({ dir = out, info = info, best = math.huge }, SequenceCheckpoint)
+  -- best.safetensors carries what load_sequence needs to rebuild the model
+  local checkpoint = dd.callbacks.ModelCheckpoint{ dir = out, monitor = "val_loss", mode = "min", save_last = false,
+                                                   meta = info }
   local callbacks = { checkpoint, dd.callbacks.CSVLogger{ out .. "/history.csv" } }
   if patience then callbacks[#callbacks + 1] = dd.callbacks.EarlyStopping{ monitor = "val_loss", patience = patience } end
 
