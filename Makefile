@@ -101,3 +101,7 @@ uninstall:
 
 clean:
 	rm -rf $(BUILD) deepdance
+
+# Feature makefiles (fuzzing, sweeps, ...): each adds its own targets and
+# Debian packages (DEB_TEST += ...) without touching this file.
+include $(wildcard mk/*.mk)
