@@ -67,5 +67,6 @@ void bind_draw_open(lua_State *L, int dd);
 void bind_image_open(lua_State *L, int dd);
 void bind_vision_open(lua_State *L, int dd);
 void bind_video_open(lua_State *L, int dd);
+void bind_process_open(lua_State *L, int dd);
 
 #endif

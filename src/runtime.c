@@ -2,6 +2,7 @@
  * table below), the search path of the runtime's Lua library, then init.lua. */
 #include "runtime.h"
 #include "bind.h"
+#include "tensor_math.h"
 
 #include <lualib.h>
 #include <limits.h>
@@ -32,6 +33,7 @@ static const struct {
     {"vision", bind_vision_open},
     {"video", bind_video_open},
     {"data", bind_data_open},
+    {"process", bind_process_open},
 };
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
@@ -127,8 +129,18 @@ static void fpu_flush_denormals(void) {
 #endif
 }
 
+/* DEEPDANCE_NUM_THREADS=n sets dd.set_num_threads(n) before any script runs:
+ * a sweep gives each trial its share of the cores this way. */
+static void threads_from_env(void) {
+    const char *env = getenv("DEEPDANCE_NUM_THREADS");
+    char *end;
+    long n = env ? strtol(env, &end, 10) : 0;
+    if (env && *env && *end == 0 && n >= 1 && n <= 1024) dd_set_num_threads((int)n);
+}
+
 lua_State *dd_runtime_open(char *err, size_t errlen) {
     fpu_flush_denormals();
+    threads_from_env();
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         snprintf(err, errlen, "cannot create Lua state: out of memory");
