@@ -141,24 +141,26 @@ static int64_t tile_floats(const ConvShape *s) {
     return conv_is_pointwise(s) ? 0 : s->c * s->kh * s->kw * conv_tile_rows(s) * s->ow;
 }
 
-void conv_scratch(ConvScratch *sc, float *ws, const ConvShape *s) {
+void conv_scratch(ConvScratch *sc, float *ws, const ConvShape *s, int64_t dz_floats) {
     const int64_t weights = s->k * s->c * s->kh * s->kw;
     sc->threads = conv_threads(s);
     sc->tile_floats = round_line(tile_floats(s));
     sc->part_db = round_line(weights);
     sc->part_floats = sc->part_db + round_line(s->k > s->c ? s->k : s->c);
+    sc->dz_floats = round_line(dz_floats);
     sc->tile = ws;
     sc->part = ws ? ws + sc->threads * sc->tile_floats : NULL;
+    sc->dz = ws ? sc->part + (sc->threads - 1) * sc->part_floats : NULL;
 }
 
-int64_t conv_workspace_floats(const ConvShape *s) {
+int64_t conv_workspace_floats(const ConvShape *s, int64_t dz_floats) {
     ConvScratch sc;
-    conv_scratch(&sc, NULL, s);
-    return sc.threads * sc.tile_floats + (sc.threads - 1) * sc.part_floats;
+    conv_scratch(&sc, NULL, s, dz_floats);
+    return sc.threads * sc.tile_floats + (sc.threads - 1) * sc.part_floats + sc.threads * sc.dz_floats;
 }
 
-void conv_images_forward(float *y, const float *x, const float *w, const float *b, float *tile, const ConvShape *s,
-                         int64_t n0, int64_t n1) {
+void conv_images_forward(float *y, const float *x, const float *w, const float *b, Act act, float *tile,
+                         const ConvShape *s, int64_t n0, int64_t n1) {
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
     const int pointwise = conv_is_pointwise(s);
     for (int64_t n = n0; n < n1; n++) {
@@ -177,29 +179,28 @@ void conv_images_forward(float *y, const float *x, const float *w, const float *
             /* y[n][:, band] (K, cols) = W (K, C*KH*KW) @ col (C*KH*KW, cols) */
             blas_sgemm(0, 0, (int)s->k, (int)cols, (int)ckk, 1.0f, w, (int)ckk, col, (int)ldcol, b ? 1.0f : 0.0f,
                        yn + oy0 * s->ow, (int)L);
+            /* the fused activation, while the band is in cache */
+            if (act != ACT_LINEAR)
+                for (int64_t k = 0; k < s->k; k++) act_forward(act, yn + k * L + oy0 * s->ow, cols);
         }
     }
 }
 
-void conv_images_weight_grad(float *dw, const float *dy, const float *x, float *tile, const ConvShape *s, int64_t n0,
-                             int64_t n1) {
+void conv_image_weight_grad(float *dw, const float *dyn, const float *xn, float *tile, const ConvShape *s) {
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
     const int pointwise = conv_is_pointwise(s);
-    for (int64_t n = n0; n < n1; n++) {
-        const float *xn = x + n * s->c * s->h * s->w, *dyn = dy + n * s->k * L;
-        for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
-            int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
-            const float *col = xn + oy0 * s->ow;
-            int64_t ldcol = L;
-            if (!pointwise) {
-                im2col(tile, xn, s, oy0, oy1);
-                col = tile;
-                ldcol = cols;
-            }
-            /* dW (K, C*KH*KW) += dy[n][:, band] (K, cols) @ col^T */
-            blas_sgemm(0, 1, (int)s->k, (int)ckk, (int)cols, 1.0f, dyn + oy0 * s->ow, (int)L, col, (int)ldcol, 1.0f,
-                       dw, (int)ckk);
+    for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
+        int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
+        const float *col = xn + oy0 * s->ow;
+        int64_t ldcol = L;
+        if (!pointwise) {
+            im2col(tile, xn, s, oy0, oy1);
+            col = tile;
+            ldcol = cols;
         }
+        /* dW (K, C*KH*KW) += dy[n][:, band] (K, cols) @ col^T */
+        blas_sgemm(0, 1, (int)s->k, (int)ckk, (int)cols, 1.0f, dyn + oy0 * s->ow, (int)L, col, (int)ldcol, 1.0f,
+                   dw, (int)ckk);
     }
 }
 

@@ -19,6 +19,8 @@
 
 #include <stdint.h>
 
+#include "activation.h"
+
 typedef struct ConvShape {
     int64_t n;              /* batch */
     int64_t c, h, w;        /* image side: channels and size */
@@ -64,22 +66,24 @@ int conv_threads(const ConvShape *s);
  *             never on timing. */
 typedef struct ConvScratch {
     int threads;
-    float *tile, *part;
-    int64_t tile_floats, part_floats, part_db;
+    float *tile, *part, *dz;
+    int64_t tile_floats, part_floats, part_db, dz_floats;
 } ConvScratch;
-void conv_scratch(ConvScratch *sc, float *ws, const ConvShape *s);
+/* dz: per thread dz_floats for one image's output gradient through a fused
+ * activation (0 when there is none). */
+void conv_scratch(ConvScratch *sc, float *ws, const ConvShape *s, int64_t dz_floats);
 /* Floats of ws the fast kernels need: the sum of the above. Depends on
  * dd_get_num_threads(), so size the workspace right before the call. */
-int64_t conv_workspace_floats(const ConvShape *s);
+int64_t conv_workspace_floats(const ConvShape *s, int64_t dz_floats);
 
-/* Images [n0, n1) of y = conv(x) through s (im2col + GEMM per band):
- * x is (N, C, H, W), w is (K, C*KH*KW), b is (K) or NULL, y is
- * (N, K, OH, OW); tile holds one tile for s (ignored when pointwise). */
-void conv_images_forward(float *y, const float *x, const float *w, const float *b, float *tile, const ConvShape *s,
-                         int64_t n0, int64_t n1);
-/* dw (K, C*KH*KW) += sum over images [n0, n1) of dy[n] (K, OH*OW) @ im2col(x[n])^T. */
-void conv_images_weight_grad(float *dw, const float *dy, const float *x, float *tile, const ConvShape *s, int64_t n0,
-                             int64_t n1);
+/* Images [n0, n1) of y = act(conv(x)) through s (im2col + GEMM per band,
+ * the activation applied to each band right after its GEMM): x is
+ * (N, C, H, W), w is (K, C*KH*KW), b is (K) or NULL, y is (N, K, OH, OW);
+ * tile holds one tile for s (ignored when pointwise). */
+void conv_images_forward(float *y, const float *x, const float *w, const float *b, Act act, float *tile,
+                         const ConvShape *s, int64_t n0, int64_t n1);
+/* One image: dw (K, C*KH*KW) += dyn (K, OH*OW) @ im2col(xn)^T. */
+void conv_image_weight_grad(float *dw, const float *dyn, const float *xn, float *tile, const ConvShape *s);
 /* dst[i] += src[i] for the per-thread gradients. */
 void floats_add(float *dst, const float *src, int64_t n);
 
@@ -91,13 +95,20 @@ void channel_fill(float *y, const float *b, int64_t channels, int64_t len);
 /* ---- kernels of the image layers; all tensors NCHW and contiguous ----
  * Outputs first; parameter gradients are added (+=), input gradients
  * overwritten; any gradient pointer may be NULL to skip it. ws holds
- * conv_workspace_floats(s) floats. The _ref versions are direct loops. */
+ * conv_workspace_floats(s, dz) floats (dz: 0 for forward, the _dz_floats
+ * below for backward). The convolutions take a fused activation applied to
+ * their output (ACT_LINEAR for none); their backward reads that output y.
+ * The _ref versions are direct loops without activation. */
 
 /* Conv2d: x is the image (N, C, H, W), w is (K, C, KH, KW), b is (K) or
  * NULL, y is the grid (N, K, OH, OW). */
-void conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws, const ConvShape *s);
-void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, float *ws,
-                     const ConvShape *s);
+void conv2d_forward(float *y, const float *x, const float *w, const float *b, Act act, float *ws,
+                    const ConvShape *s);
+void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                     const float *y, Act act, float *ws, const ConvShape *s);
+/* The dz_floats the backward pass of Conv2d / ConvTranspose2d needs for act. */
+int64_t conv2d_dz_floats(const ConvShape *s, Act act);
+int64_t conv_transpose2d_dz_floats(const ConvShape *s, Act act);
 void conv2d_forward_ref(float *y, const float *x, const float *w, const float *b, const ConvShape *s);
 void conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                          const ConvShape *s);
@@ -106,10 +117,10 @@ void conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const
  * grid (N, K, OH, OW) with K = in_channels, w is (K, C, KH, KW) = PyTorch's
  * (in, out, kh, kw), b is (C) or NULL, y is the image (N, C, H, W) with
  * C = out_channels. */
-void conv_transpose2d_forward(float *y, const float *x, const float *w, const float *b, float *ws,
+void conv_transpose2d_forward(float *y, const float *x, const float *w, const float *b, Act act, float *ws,
                               const ConvShape *s);
 void conv_transpose2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                               float *ws, const ConvShape *s);
+                               const float *y, Act act, float *ws, const ConvShape *s);
 void conv_transpose2d_forward_ref(float *y, const float *x, const float *w, const float *b, const ConvShape *s);
 void conv_transpose2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
                                    const float *w, const ConvShape *s);

@@ -2,6 +2,7 @@
  * HardSigmoid (Keras 2: clip(0.2 x + 0.5, 0, 1)). Backward uses the saved
  * output y where the derivative is a function of it. Large tensors are
  * split over the thread pool (parallel.h). */
+#include "activation.h"
 #include "layer.h"
 #include "parallel.h"
 
@@ -53,6 +54,46 @@ void hardsigmoid_backward(float *dx, const float *dy, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) {
         float v = 0.2f * x[i] + 0.5f;
         dx[i] = v > 0 && v < 1 ? 0.2f * dy[i] : 0;
+    }
+}
+
+/* ---- fused activations (activation.h) ---- */
+
+const char *const act_names = "'linear', 'relu', 'sigmoid', 'tanh', 'hard_sigmoid'";
+
+int act_parse(const char *name, Act *out) {
+    static const struct { const char *name; Act act; } table[] = {
+        {"linear", ACT_LINEAR}, {"relu", ACT_RELU}, {"sigmoid", ACT_SIGMOID},
+        {"tanh", ACT_TANH}, {"hard_sigmoid", ACT_HARDSIGMOID}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(name, table[i].name) == 0) {
+            *out = table[i].act;
+            return 0;
+        }
+    return -1;
+}
+
+void act_forward(Act a, float *y, int64_t n) {
+    switch (a) {
+    case ACT_LINEAR: break;
+    case ACT_RELU: relu_forward(y, y, n); break;
+    case ACT_SIGMOID: sigmoid_forward(y, y, n); break;
+    case ACT_TANH: tanh_forward(y, y, n); break;
+    case ACT_HARDSIGMOID: hardsigmoid_forward(y, y, n); break;
+    }
+}
+
+void act_backward(Act a, float *dz, const float *dy, const float *y, int64_t n) {
+    switch (a) {
+    case ACT_LINEAR:
+        if (dz != dy) memcpy(dz, dy, (size_t)n * sizeof *dz);
+        break;
+    case ACT_RELU: relu_backward(dz, dy, y, n); break;
+    case ACT_SIGMOID: sigmoid_backward(dz, dy, y, n); break;
+    case ACT_TANH: tanh_backward(dz, dy, y, n); break;
+    case ACT_HARDSIGMOID: /* from the output: slope 0.2 strictly between 0 and 1 */
+        for (int64_t i = 0; i < n; i++) dz[i] = y[i] > 0 && y[i] < 1 ? 0.2f * dy[i] : 0;
+        break;
     }
 }
 

@@ -25,7 +25,8 @@
  * parallel.h) and ws slice t. */
 typedef struct Conv2dJob {
     float *y, *dx, *dw, *db;
-    const float *x, *w, *b, *dy;
+    const float *x, *w, *b, *dy, *out; /* out: the forward's y, for backward */
+    Act act;
     const ConvShape *s;
     ConvScratch sc;
 } Conv2dJob;
@@ -34,14 +35,15 @@ static void conv2d_forward_task(void *arg, int t, int nt) {
     const Conv2dJob *j = arg;
     int64_t n0, n1;
     parallel_split(&n0, &n1, j->s->n, t, nt);
-    conv_images_forward(j->y, j->x, j->w, j->b, j->sc.tile + t * j->sc.tile_floats, j->s, n0, n1);
+    conv_images_forward(j->y, j->x, j->w, j->b, j->act, j->sc.tile + t * j->sc.tile_floats, j->s, n0, n1);
 }
 
 /* x is (N, C, H, W), w is (K, C, KH, KW), b is (K) or NULL, y is (N, K, OH, OW);
- * ws holds conv_workspace_floats(s) floats. */
-void conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws, const ConvShape *s) {
-    Conv2dJob j = {.y = y, .x = x, .w = w, .b = b, .s = s};
-    conv_scratch(&j.sc, ws, s);
+ * y = act(conv(x) + b); ws holds conv_workspace_floats(s, 0) floats. */
+void conv2d_forward(float *y, const float *x, const float *w, const float *b, Act act, float *ws,
+                    const ConvShape *s) {
+    Conv2dJob j = {.y = y, .x = x, .w = w, .b = b, .act = act, .s = s};
+    conv_scratch(&j.sc, ws, s, 0);
     parallel_run(j.sc.threads, conv2d_forward_task, &j);
 }
 
@@ -62,13 +64,17 @@ static void conv2d_backward_task(void *arg, int t, int nt) {
         if (dw) memset(dw, 0, (size_t)(s->k * ckk) * sizeof *dw);
         if (db) memset(db, 0, (size_t)s->k * sizeof *db);
     }
-    if (db)
-        for (int64_t n = n0; n < n1; n++) channel_sums_add(db, j->dy + n * s->k * L, s->k, L);
-    if (dw) conv_images_weight_grad(dw, j->dy, j->x, tile, s, n0, n1);
-    if (!j->dx) return;
     const int pointwise = conv_is_pointwise(s);
     for (int64_t n = n0; n < n1; n++) {
         const float *dyn = j->dy + n * s->k * L;
+        if (j->act != ACT_LINEAR) { /* through the fused activation, from its output */
+            float *dz = j->sc.dz + t * j->sc.dz_floats;
+            act_backward(j->act, dz, dyn, j->out + n * s->k * L, s->k * L);
+            dyn = dz;
+        }
+        if (db) channel_sums_add(db, dyn, s->k, L);
+        if (dw) conv_image_weight_grad(dw, dyn, j->x + n * image, tile, s);
+        if (!j->dx) continue;
         float *dxn = j->dx + n * image;
         if (!pointwise) memset(dxn, 0, (size_t)image * sizeof *dxn); /* col2im accumulates */
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
@@ -87,12 +93,14 @@ static void conv2d_backward_task(void *arg, int t, int nt) {
     }
 }
 
-/* dy is (N, K, OH, OW); adds into dw (K, C, KH, KW) and db (K) (either may be
- * NULL) and overwrites dx (N, C, H, W) (may be NULL). */
-void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, float *ws,
-                     const ConvShape *s) {
-    Conv2dJob j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .s = s};
-    conv_scratch(&j.sc, ws, s);
+/* dy is (N, K, OH, OW), the gradient of the output y = act(conv(x) + b) of
+ * the latest forward (y is read only when act is not linear); adds into dw
+ * (K, C, KH, KW) and db (K) (either may be NULL) and overwrites dx
+ * (N, C, H, W) (may be NULL). ws holds conv_workspace_floats(s, conv2d_dz_floats(s, act)). */
+void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                     const float *y, Act act, float *ws, const ConvShape *s) {
+    Conv2dJob j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .out = y, .act = act, .s = s};
+    conv_scratch(&j.sc, ws, s, conv2d_dz_floats(s, act));
     parallel_run(j.sc.threads, conv2d_backward_task, &j);
     /* the other tasks' gradients, in task order */
     for (int t = 1; t < j.sc.threads; t++) {
@@ -101,6 +109,8 @@ void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const flo
         if (db) floats_add(db, part + j.sc.part_db, s->k);
     }
 }
+
+int64_t conv2d_dz_floats(const ConvShape *s, Act act) { return act == ACT_LINEAR ? 0 : s->k * s->oh * s->ow; }
 
 /* The definition, as direct loops (double sums): what the tests trust.
  * Same shapes as conv2d_forward / conv2d_backward; no workspace. */
@@ -149,9 +159,10 @@ void conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const
 typedef struct Conv2dCfg {
     int64_t in, out, kernel, stride, dilation, padding; /* padding: when not same */
     int same, bias;
+    Act act;
 } Conv2dCfg;
 
-enum { CV_IN, CV_OUT, CV_KERNEL, CV_STRIDE, CV_PADDING, CV_BIAS, CV_DILATION, CV_WINIT, CV_BINIT };
+enum { CV_IN, CV_OUT, CV_KERNEL, CV_STRIDE, CV_PADDING, CV_BIAS, CV_DILATION, CV_WINIT, CV_BINIT, CV_ACT };
 static const LayerOption conv2d_options[] = {
     {"in_channels", OPT_INT, NULL, 1},
     {"out_channels", OPT_INT, NULL, 1},
@@ -162,6 +173,7 @@ static const LayerOption conv2d_options[] = {
     {"dilation", OPT_INT, "1", 0},
     {"weight_init", OPT_STRING, "glorot_uniform", 0},
     {"bias_init", OPT_STRING, "zeros", 0},
+    {"activation", OPT_STRING, "linear", 0},
     {NULL, 0, NULL, 0}};
 
 /* Limits keep every product below (the BLAS ints) and every size sane. */
@@ -205,6 +217,8 @@ static int conv2d_init(Layer *m, const OptValues *v, char *err) {
         return layer_fail(err, "unknown weight_init '%s' (known: %s)", v->str[CV_WINIT], param_init_names);
     if (param_init_parse(v->str[CV_BINIT], &bi))
         return layer_fail(err, "unknown bias_init '%s' (known: %s)", v->str[CV_BINIT], param_init_names);
+    if (act_parse(v->str[CV_ACT], &c->act))
+        return layer_fail(err, "unknown activation '%s' (known: %s)", v->str[CV_ACT], act_names);
     /* Keras' fans for Conv2D: receptive field times the channels on each side. */
     int64_t ws[4] = {c->out, c->in, c->kernel, c->kernel};
     layer_add_param(m, "weight", 4, ws, wi, c->in * taps, c->out * taps);
@@ -270,8 +284,8 @@ static int conv2d_shape(const Layer *m, int ndim, const int64_t *in, int *ondim,
     return 0;
 }
 
-static float *conv2d_workspace(const ConvShape *s, char *err) {
-    int64_t floats = conv_workspace_floats(s);
+static float *conv2d_workspace(const ConvShape *s, int64_t dz_floats, char *err) {
+    int64_t floats = conv_workspace_floats(s, dz_floats);
     float *ws = workspace_get((size_t)floats);
     if (!ws) layer_fail(err, "out of memory for the im2col workspace of %lld floats", (long long)floats);
     return ws;
@@ -281,10 +295,10 @@ static int conv2d_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
     const Conv2dCfg *c = m->cfg;
     ConvShape s;
     if (conv2d_geometry(c, x->ndim, x->shape, &s, err)) return -1;
-    float *ws = conv2d_workspace(&s, err);
+    float *ws = conv2d_workspace(&s, 0, err);
     if (!ws) return -1;
     conv2d_forward(tensor_data(y), tensor_data(x), tensor_data(m->params[0].value),
-                   c->bias ? tensor_data(m->params[1].value) : NULL, ws, &s);
+                   c->bias ? tensor_data(m->params[1].value) : NULL, c->act, ws, &s);
     return 0;
 }
 
@@ -292,11 +306,11 @@ static int conv2d_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *
     const Conv2dCfg *c = m->cfg;
     ConvShape s;
     if (conv2d_geometry(c, x->ndim, x->shape, &s, err)) return -1;
-    float *ws = conv2d_workspace(&s, err);
+    float *ws = conv2d_workspace(&s, conv2d_dz_floats(&s, c->act), err);
     if (!ws) return -1;
     conv2d_backward(dx ? tensor_data(dx) : NULL, tensor_data(m->params[0].grad),
                     c->bias ? tensor_data(m->params[1].grad) : NULL, tensor_data(dy), tensor_data(x),
-                    tensor_data(m->params[0].value), ws, &s);
+                    tensor_data(m->params[0].value), tensor_data(y), c->act, ws, &s);
     return 0;
 }
 

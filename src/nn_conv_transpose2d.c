@@ -28,7 +28,8 @@
  * parallel.h) and ws slice t. */
 typedef struct ConvTranspose2dJob {
     float *y, *dx, *dw, *db;
-    const float *x, *w, *b, *dy;
+    const float *x, *w, *b, *dy, *out; /* out: the forward's y, for backward */
+    Act act;
     const ConvShape *s;
     ConvScratch sc;
 } ConvTranspose2dJob;
@@ -59,14 +60,16 @@ static void conv_transpose2d_forward_task(void *arg, int t, int nt) {
                 col2im(yn, tile, s, oy0, oy1);
             }
         }
+        /* col2im adds across band edges, so the fused activation waits for the whole image */
+        act_forward(j->act, yn, s->c * plane);
     }
 }
 
 /* x is (N, K, OH, OW), w is (K, C, KH, KW), b is (C) or NULL, y is (N, C, H, W). */
-void conv_transpose2d_forward(float *y, const float *x, const float *w, const float *b, float *ws,
+void conv_transpose2d_forward(float *y, const float *x, const float *w, const float *b, Act act, float *ws,
                               const ConvShape *s) {
-    ConvTranspose2dJob j = {.y = y, .x = x, .w = w, .b = b, .s = s};
-    conv_scratch(&j.sc, ws, s);
+    ConvTranspose2dJob j = {.y = y, .x = x, .w = w, .b = b, .act = act, .s = s};
+    conv_scratch(&j.sc, ws, s, 0);
     parallel_run(j.sc.threads, conv_transpose2d_forward_task, &j);
 }
 
@@ -91,6 +94,11 @@ static void conv_transpose2d_backward_task(void *arg, int t, int nt) {
     for (int64_t n = n0; n < n1; n++) {
         const float *dyn = j->dy + n * s->c * plane, *xn = j->x + n * s->k * L;
         float *dxn = j->dx ? j->dx + n * s->k * L : NULL;
+        if (j->act != ACT_LINEAR) { /* through the fused activation, from its output */
+            float *dz = j->sc.dz + t * j->sc.dz_floats;
+            act_backward(j->act, dz, dyn, j->out + n * s->c * plane, s->c * plane);
+            dyn = dz;
+        }
         if (db) channel_sums_add(db, dyn, s->c, plane);
         if (!dw && !dxn) continue;
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
@@ -118,10 +126,10 @@ static void conv_transpose2d_backward_task(void *arg, int t, int nt) {
 /* dy is (N, C, H, W); adds into dw (K, C, KH, KW) and db (C), overwrites
  * dx (N, K, OH, OW); any of the three may be NULL. */
 void conv_transpose2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                               float *ws, const ConvShape *s) {
+                               const float *y, Act act, float *ws, const ConvShape *s) {
     if (!dx && !dw && !db) return;
-    ConvTranspose2dJob j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .s = s};
-    conv_scratch(&j.sc, ws, s);
+    ConvTranspose2dJob j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .out = y, .act = act, .s = s};
+    conv_scratch(&j.sc, ws, s, conv_transpose2d_dz_floats(s, act));
     parallel_run(j.sc.threads, conv_transpose2d_backward_task, &j);
     /* the other tasks' gradients, in task order */
     for (int t = 1; t < j.sc.threads; t++) {
@@ -129,6 +137,10 @@ void conv_transpose2d_backward(float *dx, float *dw, float *db, const float *dy,
         if (dw) floats_add(dw, part, s->k * s->c * s->kh * s->kw);
         if (db) floats_add(db, part + j.sc.part_db, s->c);
     }
+}
+
+int64_t conv_transpose2d_dz_floats(const ConvShape *s, Act act) {
+    return act == ACT_LINEAR ? 0 : s->c * s->h * s->w;
 }
 
 /* PyTorch's definition as direct loops: input pixel (gy, gx) of channel ki
@@ -185,9 +197,10 @@ void conv_transpose2d_backward_ref(float *dx, float *dw, float *db, const float 
 typedef struct ConvTranspose2dCfg {
     int64_t in, out, kernel, stride, dilation, padding, output_padding;
     int same, bias;
+    Act act;
 } ConvTranspose2dCfg;
 
-enum { CT_IN, CT_OUT, CT_KERNEL, CT_STRIDE, CT_PADDING, CT_OUTPAD, CT_BIAS, CT_DILATION, CT_WINIT, CT_BINIT };
+enum { CT_IN, CT_OUT, CT_KERNEL, CT_STRIDE, CT_PADDING, CT_OUTPAD, CT_BIAS, CT_DILATION, CT_WINIT, CT_BINIT, CT_ACT };
 static const LayerOption conv_transpose2d_options[] = {
     {"in_channels", OPT_INT, NULL, 1},
     {"out_channels", OPT_INT, NULL, 1},
@@ -199,6 +212,7 @@ static const LayerOption conv_transpose2d_options[] = {
     {"dilation", OPT_INT, "1", 0},
     {"weight_init", OPT_STRING, "glorot_uniform", 0},
     {"bias_init", OPT_STRING, "zeros", 0},
+    {"activation", OPT_STRING, "linear", 0},
     {NULL, 0, NULL, 0}};
 
 #define CONV_MAX_CHANNELS (1 << 24)
@@ -252,6 +266,8 @@ static int conv_transpose2d_init(Layer *m, const OptValues *v, char *err) {
         return layer_fail(err, "unknown weight_init '%s' (known: %s)", v->str[CT_WINIT], param_init_names);
     if (param_init_parse(v->str[CT_BINIT], &bi))
         return layer_fail(err, "unknown bias_init '%s' (known: %s)", v->str[CT_BINIT], param_init_names);
+    if (act_parse(v->str[CT_ACT], &c->act))
+        return layer_fail(err, "unknown activation '%s' (known: %s)", v->str[CT_ACT], act_names);
     /* Keras' fans for Conv2DTranspose: its kernel is (kh, kw, out, in). */
     int64_t ws[4] = {c->in, c->out, c->kernel, c->kernel};
     layer_add_param(m, "weight", 4, ws, wi, c->out * taps, c->in * taps);
@@ -322,8 +338,8 @@ static int conv_transpose2d_shape(const Layer *m, int ndim, const int64_t *in, i
     return 0;
 }
 
-static float *conv_transpose2d_workspace(const ConvShape *s, char *err) {
-    int64_t floats = conv_workspace_floats(s);
+static float *conv_transpose2d_workspace(const ConvShape *s, int64_t dz_floats, char *err) {
+    int64_t floats = conv_workspace_floats(s, dz_floats);
     float *ws = workspace_get((size_t)floats);
     if (!ws) layer_fail(err, "out of memory for the im2col workspace of %lld floats", (long long)floats);
     return ws;
@@ -333,10 +349,10 @@ static int conv_transpose2d_fwd(Layer *m, const Tensor *x, Tensor *y, char *err)
     const ConvTranspose2dCfg *c = m->cfg;
     ConvShape s;
     if (conv_transpose2d_geometry(c, x->ndim, x->shape, &s, err)) return -1;
-    float *ws = conv_transpose2d_workspace(&s, err);
+    float *ws = conv_transpose2d_workspace(&s, 0, err);
     if (!ws) return -1;
     conv_transpose2d_forward(tensor_data(y), tensor_data(x), tensor_data(m->params[0].value),
-                             c->bias ? tensor_data(m->params[1].value) : NULL, ws, &s);
+                             c->bias ? tensor_data(m->params[1].value) : NULL, c->act, ws, &s);
     return 0;
 }
 
@@ -344,11 +360,11 @@ static int conv_transpose2d_bwd(Layer *m, const Tensor *x, const Tensor *y, cons
     const ConvTranspose2dCfg *c = m->cfg;
     ConvShape s;
     if (conv_transpose2d_geometry(c, x->ndim, x->shape, &s, err)) return -1;
-    float *ws = conv_transpose2d_workspace(&s, err);
+    float *ws = conv_transpose2d_workspace(&s, conv_transpose2d_dz_floats(&s, c->act), err);
     if (!ws) return -1;
     conv_transpose2d_backward(dx ? tensor_data(dx) : NULL, tensor_data(m->params[0].grad),
                               c->bias ? tensor_data(m->params[1].grad) : NULL, tensor_data(dy), tensor_data(x),
-                              tensor_data(m->params[0].value), ws, &s);
+                              tensor_data(m->params[0].value), tensor_data(y), c->act, ws, &s);
     return 0;
 }
 

@@ -1,5 +1,7 @@
-/* nn_linear.c: Linear (Keras Dense): y = x W^T + b over the last dimension.
- * x is (..., in), W is (out, in), b is (out), y is (..., out). */
+/* nn_linear.c: Linear (Keras Dense): y = act(x W^T + b) over the last
+ * dimension. x is (..., in), W is (out, in), b is (out), y is (..., out);
+ * act is the fused activation option (activation.h), linear by default. */
+#include "activation.h"
 #include "layer.h"
 #include "tensor_math.h"
 
@@ -8,15 +10,17 @@
 typedef struct LinearCfg {
     int64_t in, out;
     int bias;
+    Act act;
 } LinearCfg;
 
-enum { LIN_IN, LIN_OUT, LIN_BIAS, LIN_WINIT, LIN_BINIT };
+enum { LIN_IN, LIN_OUT, LIN_BIAS, LIN_WINIT, LIN_BINIT, LIN_ACT };
 static const LayerOption linear_options[] = {
     {"in_features", OPT_INT, NULL, 1},
     {"out_features", OPT_INT, NULL, 1},
     {"bias", OPT_BOOL, "true", 0},
     {"weight_init", OPT_STRING, "glorot_uniform", 0},
     {"bias_init", OPT_STRING, "zeros", 0},
+    {"activation", OPT_STRING, "linear", 0},
     {NULL, 0, NULL, 0}};
 
 /* rows: the product of the leading dims. */
@@ -47,6 +51,7 @@ static int linear_init(Layer *m, const OptValues *v, char *err) {
     ParamInit wi, bi;
     if (param_init_parse(v->str[LIN_WINIT], &wi)) return layer_fail(err, "unknown weight_init '%s' (known: %s)", v->str[LIN_WINIT], param_init_names);
     if (param_init_parse(v->str[LIN_BINIT], &bi)) return layer_fail(err, "unknown bias_init '%s' (known: %s)", v->str[LIN_BINIT], param_init_names);
+    if (act_parse(v->str[LIN_ACT], &c->act)) return layer_fail(err, "unknown activation '%s' (known: %s)", v->str[LIN_ACT], act_names);
     int64_t ws[2] = {c->out, c->in};
     layer_add_param(m, "weight", 2, ws, wi, c->in, c->out);
     if (c->bias) layer_add_param(m, "bias", 1, &c->out, bi, c->in, c->out);
@@ -71,14 +76,22 @@ static int linear_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
     int64_t rows = tensor_numel(x) / c->in;
     linear_forward(tensor_data(y), tensor_data(x), tensor_data(m->params[0].value),
                    c->bias ? tensor_data(m->params[1].value) : NULL, rows, c->in, c->out);
+    act_forward(c->act, tensor_data(y), rows * c->out);
     return 0;
 }
 
 static int linear_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy, Tensor *dx, char *err) {
     const LinearCfg *c = m->cfg;
     int64_t rows = tensor_numel(x) / c->in;
+    const float *g = tensor_data(dy);
+    if (c->act != ACT_LINEAR) { /* through the fused activation, from the output y */
+        float *dz = workspace_get((size_t)(rows * c->out));
+        if (!dz) return layer_fail(err, "out of memory for a gradient of %lld floats", (long long)(rows * c->out));
+        act_backward(c->act, dz, g, tensor_data(y), rows * c->out);
+        g = dz;
+    }
     linear_backward(tensor_data(dx), tensor_data(m->params[0].grad), c->bias ? tensor_data(m->params[1].grad) : NULL,
-                    tensor_data(dy), tensor_data(x), tensor_data(m->params[0].value), rows, c->in, c->out);
+                    g, tensor_data(x), tensor_data(m->params[0].value), rows, c->in, c->out);
     return 0;
 }
 

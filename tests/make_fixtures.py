@@ -354,8 +354,8 @@ dec_layers = [("linear", 128, 512), ("linear", 512, 1500), ("reshape",), ("convt
 
 
 def model_params(layers, salt0):
-    """Parameters keyed like deepdance's flat Sequential: each weighted layer is
-    followed by its activation module, so indices advance by 2 (1 for pool/up/flatten/reshape)."""
+    """Parameters keyed like deepdance's flat Sequential: each weighted layer carries
+    its activation (activation='relu', fused), so every layer advances the index by 1."""
     params, spec, idx, salt = {}, [], 1, salt0
     for layer in layers:
         kind = layer[0]
@@ -370,7 +370,7 @@ def model_params(layers, salt0):
             params[f"{idx}.weight"] = formula_fill(wshape, salt, glorot(wshape, fi, fo))
             params[f"{idx}.bias"] = formula_fill((cout,), salt + 0.25, 0.05, 0.02)
             spec.append((kind, idx))
-            idx += 2
+            idx += 1
             salt += 1
         else:
             spec.append((kind, idx))

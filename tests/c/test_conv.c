@@ -542,16 +542,103 @@ static void test_conv_transpose_is_adjoint(void **state) {
         ConvShape s = conv2d_expected(&conv_cases[i]);
         int64_t nx = s.n * s.c * s.h * s.w, ny = s.n * s.k * s.oh * s.ow, nw = s.k * s.c * s.kh * s.kw;
         float *x = alloc_floats(nx), *g = alloc_floats(ny), *w = alloc_floats(nw), *y = alloc_floats(ny),
-              *xt = alloc_floats(nx), *ws = alloc_floats(conv_workspace_floats(&s));
+              *xt = alloc_floats(nx), *ws = alloc_floats(conv_workspace_floats(&s, 0));
         fill_uniform(x, nx, -1, 1), fill_uniform(g, ny, -1, 1), fill_uniform(w, nw, -1, 1);
-        conv2d_forward(y, x, w, NULL, ws, &s);
-        conv_transpose2d_forward(xt, g, w, NULL, ws, &s);
+        conv2d_forward(y, x, w, NULL, ACT_LINEAR, ws, &s);
+        conv_transpose2d_forward(xt, g, w, NULL, ACT_LINEAR, ws, &s);
         double a = 0, b = 0, scale = 0;
         for (int64_t j = 0; j < ny; j++) a += (double)y[j] * g[j], scale += fabs((double)y[j] * g[j]);
         for (int64_t j = 0; j < nx; j++) b += (double)x[j] * xt[j];
         if (fabs(a - b) > 1e-5 * (scale + 1)) fail_msg("case %zu: <conv(x), g> = %.9g, <x, convT(g)> = %.9g", i, a, b);
         free(x), free(g), free(w), free(y), free(xt), free(ws);
     }
+}
+
+/* ---- fused activations ---------------------------------------------------
+ * A layer with activation=f must equal the same layer without it followed by
+ * f, forward and backward; f and f' are written out here from their
+ * definitions (in double), not taken from the library. */
+
+static double act_ref(const char *a, double z) {
+    if (strcmp(a, "relu") == 0) return z > 0 ? z : 0;
+    if (strcmp(a, "sigmoid") == 0) return 1 / (1 + exp(-z));
+    if (strcmp(a, "tanh") == 0) return tanh(z);
+    double v = 0.2 * z + 0.5; /* hard_sigmoid */
+    return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+static double act_ref_grad(const char *a, double z) {
+    if (strcmp(a, "relu") == 0) return z > 0;
+    if (strcmp(a, "sigmoid") == 0) return act_ref(a, z) * (1 - act_ref(a, z));
+    if (strcmp(a, "tanh") == 0) return 1 - tanh(z) * tanh(z);
+    double v = 0.2 * z + 0.5;
+    return v > 0 && v < 1 ? 0.2 : 0;
+}
+
+static void fused_case(const LayerKind *kind, const char *base, const char *act, const int64_t *xs, int xnd) {
+    char where[256], opts[320];
+    snprintf(where, sizeof where, "%s{%s activation=%s}", kind->name, base, act);
+    snprintf(opts, sizeof opts, "%s activation=%s", base, act);
+    TestLayer plain, fused;
+    layer_make_ok(&plain, kind, base);
+    layer_make_ok(&fused, kind, opts);
+    for (int i = 0; i < plain.m.nparams; i++) {
+        memcpy(param_value(&fused, i), param_value(&plain, i), (size_t)tensor_numel(plain.m.params[i].value) * sizeof(float));
+        zero_grads(&plain), zero_grads(&fused);
+    }
+    Tensor x, z, y, dy, dz, dx0, dx1;
+    assert_int_equal(tensor_init(&x, xnd, xs), TENSOR_OK);
+    fill_uniform(tensor_data(&x), tensor_numel(&x), -1, 1);
+    output_for(&plain, &x, &z);
+    output_for(&fused, &x, &y);
+    run_forward(&plain, &x, &z);
+    run_forward(&fused, &x, &y);
+    int64_t n = tensor_numel(&y);
+    float *want = alloc_floats(n);
+    for (int64_t i = 0; i < n; i++) want[i] = (float)act_ref(act, tensor_data(&z)[i]);
+    assert_close(tensor_data(&y), want, n, 1e-5, "forward", where);
+
+    assert_int_equal(tensor_init(&dy, y.ndim, y.shape), TENSOR_OK);
+    assert_int_equal(tensor_init(&dz, y.ndim, y.shape), TENSOR_OK);
+    fill_uniform(tensor_data(&dy), n, -1, 1);
+    for (int64_t i = 0; i < n; i++) tensor_data(&dz)[i] = (float)(tensor_data(&dy)[i] * act_ref_grad(act, tensor_data(&z)[i]));
+    assert_int_equal(tensor_init(&dx0, x.ndim, x.shape), TENSOR_OK);
+    assert_int_equal(tensor_init(&dx1, x.ndim, x.shape), TENSOR_OK);
+    run_backward(&plain, &x, &z, &dz, &dx0);
+    run_backward(&fused, &x, &y, &dy, &dx1);
+    assert_close(tensor_data(&dx1), tensor_data(&dx0), tensor_numel(&x), 1e-5, "dx", where);
+    for (int i = 0; i < plain.m.nparams; i++)
+        assert_close(param_grad(&fused, i), param_grad(&plain, i), tensor_numel(plain.m.params[i].grad), 1e-5,
+                     plain.m.params[i].name, where);
+    free(want);
+    tensor_release(&x), tensor_release(&z), tensor_release(&y), tensor_release(&dy), tensor_release(&dz);
+    tensor_release(&dx0), tensor_release(&dx1);
+    layer_drop(&plain), layer_drop(&fused);
+}
+
+static void test_fused_activation_matches_layer_then_activation(void **state) {
+    (void)state;
+    reseed(7);
+    const char *acts[] = {"relu", "sigmoid", "tanh", "hard_sigmoid"};
+    /* two images of several bands (conv_tile_rows), so per-band and per-image application both show */
+    const int64_t img[4] = {2, 8, 70, 150}, small[4] = {3, 4, 7, 9}, rows[3] = {2, 5, 6};
+    for (size_t a = 0; a < 4; a++) {
+        fused_case(&conv2d_kind, "in_channels=8 out_channels=6 kernel_size=3 padding=same", acts[a], img, 4);
+        fused_case(&conv2d_kind, "in_channels=4 out_channels=5 kernel_size=1 padding=0", acts[a], small, 4);
+        fused_case(&conv_transpose2d_kind, "in_channels=8 out_channels=6 kernel_size=3 padding=same", acts[a], img, 4);
+        fused_case(&conv_transpose2d_kind, "in_channels=4 out_channels=3 kernel_size=3 stride=2 padding=1", acts[a],
+                   small, 4);
+        fused_case(&linear_kind, "in_features=6 out_features=4", acts[a], rows, 3);
+    }
+}
+
+static void test_fused_activation_unknown(void **state) {
+    (void)state;
+    TestLayer t;
+    char err[LAYER_ERR];
+    assert_int_equal(layer_make(&t, &conv2d_kind, "in_channels=1 out_channels=1 activation=softmax", err), -1);
+    if (!strstr(err, "unknown activation 'softmax'") || !strstr(err, "'relu'")) fail_msg("message: %s", err);
+    layer_drop(&t);
 }
 
 /* ---- finite differences ------------------------------------------------- */
@@ -972,6 +1059,8 @@ int main(void) {
         cmocka_unit_test(test_conv2d_same_padding_by_hand),
         cmocka_unit_test(test_conv_transpose2d_by_hand),
         cmocka_unit_test(test_conv_transpose_is_adjoint),
+        cmocka_unit_test(test_fused_activation_matches_layer_then_activation),
+        cmocka_unit_test(test_fused_activation_unknown),
         cmocka_unit_test(test_conv2d_gradcheck),
         cmocka_unit_test(test_conv_transpose2d_gradcheck),
         cmocka_unit_test(test_maxpool2d_gradcheck),

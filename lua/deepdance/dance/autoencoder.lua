@@ -89,7 +89,9 @@ local function start_at_mean(model, fs, n_train)
   end
   local mean = math.min(math.max(sum / count, 1e-3), 1 - 1e-3)
   local modules = model.decoder.modules
-  modules[#modules - 1].bias:fill(math.log(mean / (1 - mean)))
+  local last = modules[#modules]
+  if last.kind == "Sigmoid" then last = modules[#modules - 1] end -- an unfused decoder
+  last.bias:fill(math.log(mean / (1 - mean)))
   return mean
 end
 
