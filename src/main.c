@@ -35,7 +35,8 @@ static void usage_print(FILE *f) {
           "  -h, --help     print this help\n"
           "  --             stop handling options\n"
           "  -              run the script read from stdin and stop handling options\n"
-          "The script sees its arguments as arg[1..n] and `...`, its name as arg[0].\n",
+          "The script sees its arguments as arg[1..n] and `...`, its name as arg[0].\n"
+          "`deepdance sweep SPEC.lua --out DIR` runs a hyperparameter sweep (sweep --help).\n",
           f);
 }
 
@@ -146,11 +147,16 @@ static int script_run(lua_State *L, const Options *o) {
     const char *name = o->argv[o->script];
     /* "-" is stdin, except after "--" where it names a file called "-". */
     int from_stdin = strcmp(name, "-") == 0 && strcmp(o->argv[o->script - 1], "--") != 0;
-    /* A relative script path that does not exist here is looked up in the
-     * runtime's home, so `deepdance experiments/x.lua` works from any folder
-     * and after `make install`. */
+    /* `deepdance sweep SPEC.lua ...` is the sweep command, a Lua script of
+     * the runtime's library (arg[0] stays "sweep"). A relative script path
+     * that does not exist here is looked up in the runtime's home, so
+     * `deepdance experiments/x.lua` works from any folder and after
+     * `make install`. */
     char found[4096];
-    if (!from_stdin && name[0] != '/' && access(name, F_OK) != 0) {
+    if (strcmp(name, "sweep") == 0) {
+        snprintf(found, sizeof found, "%s/lua/deepdance/sweep/command.lua", dd_home());
+        name = found;
+    } else if (!from_stdin && name[0] != '/' && access(name, F_OK) != 0) {
         snprintf(found, sizeof found, "%s/%s", dd_home(), name);
         if (access(found, R_OK) == 0) name = found;
     }

@@ -35,5 +35,8 @@ assert(loadfile(dd.home .. "/lua/deepdance/checkpoint.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/fit.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/cli.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/dance/init.lua"))(dd)
+assert(loadfile(dd.home .. "/lua/deepdance/sweep/init.lua"))(dd)
+dd.report = dd.sweep.report -- a trial's progress, for its sweep (docs/sweeps.md)
+assert(loadfile(dd.home .. "/lua/deepdance/runs.lua"))(dd)
 
 return dd
