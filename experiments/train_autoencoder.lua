@@ -21,7 +21,8 @@ p:option("--lr-patience", "ReduceLROnPlateau patience in epochs", "20"):convert(
 p:option("--min-lr", "ReduceLROnPlateau floor", "1e-4"):convert(tonumber)
 p:option("--max-frames", "train on the first N frames only"):convert(math.tointeger)
 p:option("--progress", "bar, lines or none (default: bar on a terminal)"):choices{ "bar", "lines", "none" }
-p:option("--loss", "mse (the original's) or bce", "mse"):choices{ "mse", "bce" }
+p:option("--loss", "mse (the original's), bce, or either plus a Dice loss on the silhouette", "mse")
+  :choices{ "mse", "bce", "bce+dice", "mse+dice" }
 p:option("--output-bias", "zero (the original's) or mean: start the output at the frames' mean brightness", "zero")
   :choices{ "zero", "mean" }
 p:flag("--resume", "continue OUT/last.safetensors")

@@ -1,12 +1,15 @@
 /* bind_loss.c: loss functions as userdata of one type, "dd.Loss":
  *   dd.nn.MSELoss{reduction='mean'|'sum'}
  *   dd.nn.BCELoss{reduction='mean'|'sum', eps=1e-7}
+ *   dd.nn.DiceLoss{reduction='mean'|'sum', smooth=1, foreground=1|0}
+ *                               soft Dice per sample (first dimension); foreground=0
+ *                               takes the low values as the shape (dark silhouettes)
  *   dd.nn.MDNLoss{mixtures=K}   y is (..., K*(1+2D)) raw MDN output, target (..., D);
  *                               the mean over samples of the mixture NLL (mdn_loss.h)
  *   loss:forward(y, target) -> number       (also loss(y, target))
  *   loss:backward(y, target) -> dy          dy is a buffer the loss owns: the next
  *                                           backward overwrites it (clone to keep it)
- * Fields: loss.kind, loss.reduction, loss.eps, loss.mixtures. Kernels are in
+ * Fields: loss.kind, loss.reduction, loss.eps, loss.smooth, loss.foreground, loss.mixtures. Kernels are in
  * loss.c and mdn_loss.c. */
 #include "bind.h"
 #include "loss.h"
@@ -17,8 +20,8 @@
 
 #define LOSS_MT "dd.Loss"
 
-typedef enum LossKind { LOSS_KIND_MSE, LOSS_KIND_BCE, LOSS_KIND_MDN } LossKind;
-static const char *const loss_kind_names[] = {"MSELoss", "BCELoss", "MDNLoss"};
+typedef enum LossKind { LOSS_KIND_MSE, LOSS_KIND_BCE, LOSS_KIND_MDN, LOSS_KIND_DICE } LossKind;
+static const char *const loss_kind_names[] = {"MSELoss", "BCELoss", "MDNLoss", "DiceLoss"};
 static const char *const reduction_names[] = {"mean", "sum"};
 
 /* Uservalue slots of a loss userdata. */
@@ -28,7 +31,9 @@ typedef struct LLoss {
     LossKind kind;
     LossReduction reduction;
     float eps;
-    int mixtures; /* MDN: K */
+    int mixtures;   /* MDN: K */
+    float smooth;   /* Dice */
+    int foreground; /* Dice: 1 or 0 */
 } LLoss;
 
 static LLoss *lloss_check(lua_State *L, int idx) {
@@ -70,6 +75,35 @@ static LLoss *lloss_push(lua_State *L, LossKind kind) {
     u->kind = kind;
     luaL_setmetatable(L, LOSS_MT);
     return u;
+}
+
+static int l_dice(lua_State *L) {
+    static const char *const known[] = {"reduction", "smooth", "foreground", NULL};
+    opts_table(L, "DiceLoss", known);
+    LossReduction r = opt_reduction(L, 1, "DiceLoss");
+    double smooth = 1;
+    lua_getfield(L, 1, "smooth");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            return dd_error(L, "DiceLoss: option 'smooth' must be a number, got %s", luaL_typename(L, -1));
+        smooth = lua_tonumber(L, -1);
+        if (!(smooth > 0 && smooth < 1e30))
+            return dd_error(L, "DiceLoss: option 'smooth' must be a positive number, got %g", smooth);
+    }
+    lua_getfield(L, 1, "foreground");
+    lua_Integer fg = 1;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isinteger(L, -1) || (lua_tointeger(L, -1) != 0 && lua_tointeger(L, -1) != 1))
+            return dd_error(L, "DiceLoss: option 'foreground' must be 1 (high values) or 0 (low values), got %s",
+                            larg_describe(L, -1));
+        fg = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 2);
+    LLoss *u = lloss_push(L, LOSS_KIND_DICE);
+    u->reduction = r;
+    u->smooth = (float)smooth;
+    u->foreground = (int)fg;
+    return 1;
 }
 
 static int l_mse(lua_State *L) {
@@ -147,6 +181,15 @@ static int64_t mdn_check_shapes(lua_State *L, const LLoss *u, const char *fn, co
     return n;
 }
 
+/* Dice samples: the first dimension; each needs at least one element. */
+static int64_t dice_samples(lua_State *L, const Tensor *y, const char *fn) {
+    char a[256];
+    if (y->ndim < 1 || y->shape[0] < 1 || tensor_numel(y) < 1)
+        dd_error(L, "DiceLoss:%s: prediction %s must have a first (sample) dimension of at least 1 and elements in "
+                    "each sample", fn, shape_format(a, sizeof a, y->ndim, y->shape));
+    return y->shape[0];
+}
+
 /* The one shape check shared by forward and backward: y and target are
  * Tensors of exactly the same shape (MSE, BCE) or MDN-compatible shapes.
  * Leaves contiguous versions at 2 and 3. */
@@ -176,6 +219,11 @@ static int l_forward(lua_State *L) {
     switch (u->kind) {
     case LOSS_KIND_MSE: v = mse_forward(tensor_data(y), tensor_data(t), n, u->reduction); break;
     case LOSS_KIND_BCE: v = bce_forward(tensor_data(y), tensor_data(t), n, u->eps, u->reduction); break;
+    case LOSS_KIND_DICE: {
+        int64_t samples = dice_samples(L, y, "forward");
+        v = dice_forward(tensor_data(y), tensor_data(t), samples, n / samples, u->smooth, !u->foreground, u->reduction);
+        break;
+    }
     case LOSS_KIND_MDN: {
         int d;
         int64_t samples = mdn_check_shapes(L, u, "forward", y, t, &d);
@@ -213,6 +261,12 @@ static int l_backward(lua_State *L) {
     switch (u->kind) {
     case LOSS_KIND_MSE: mse_backward(tensor_data(dy), tensor_data(y), tensor_data(t), n, u->reduction); break;
     case LOSS_KIND_BCE: bce_backward(tensor_data(dy), tensor_data(y), tensor_data(t), n, u->eps, u->reduction); break;
+    case LOSS_KIND_DICE: {
+        int64_t samples = dice_samples(L, y, "backward");
+        dice_backward(tensor_data(dy), tensor_data(y), tensor_data(t), samples, n / samples, u->smooth, !u->foreground,
+                      u->reduction);
+        break;
+    }
     case LOSS_KIND_MDN: /* the kernel accumulates */
         tensor_fill(dy, 0);
         mdn_loss_backward(tensor_data(dy), tensor_data(y), tensor_data(t), samples, u->mixtures, d, 1.0f);
@@ -232,6 +286,11 @@ static int l_tostring(lua_State *L) {
         lua_pushfstring(L, "BCELoss(reduction='%s', eps=%s)", reduction_names[u->reduction], eps);
     } else if (u->kind == LOSS_KIND_MDN) {
         lua_pushfstring(L, "MDNLoss(mixtures=%d)", u->mixtures);
+    } else if (u->kind == LOSS_KIND_DICE) {
+        char smooth[32];
+        snprintf(smooth, sizeof smooth, "%.7g", (double)u->smooth);
+        lua_pushfstring(L, "DiceLoss(reduction='%s', smooth=%s, foreground=%d)", reduction_names[u->reduction], smooth,
+                        u->foreground);
     } else
         lua_pushfstring(L, "%s(reduction='%s')", loss_kind_names[u->kind], reduction_names[u->reduction]);
     return 1;
@@ -252,6 +311,14 @@ static int l_index(lua_State *L) {
     }
     if (key && strcmp(key, "eps") == 0 && u->kind == LOSS_KIND_BCE) {
         lua_pushnumber(L, u->eps);
+        return 1;
+    }
+    if (key && strcmp(key, "smooth") == 0 && u->kind == LOSS_KIND_DICE) {
+        lua_pushnumber(L, u->smooth);
+        return 1;
+    }
+    if (key && strcmp(key, "foreground") == 0 && u->kind == LOSS_KIND_DICE) {
+        lua_pushinteger(L, u->foreground);
         return 1;
     }
     if (key && strcmp(key, "mixtures") == 0 && u->kind == LOSS_KIND_MDN) {
@@ -296,5 +363,7 @@ void bind_loss_open(lua_State *L, int dd) {
     lua_setfield(L, -2, "BCELoss");
     lua_pushcfunction(L, l_mdn);
     lua_setfield(L, -2, "MDNLoss");
+    lua_pushcfunction(L, l_dice);
+    lua_setfield(L, -2, "DiceLoss");
     lua_pop(L, 1);
 }

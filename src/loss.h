@@ -23,4 +23,18 @@ void mse_backward(float *dy, const float *y, const float *t, int64_t n, LossRedu
 double bce_forward(const float *y, const float *t, int64_t n, float eps, LossReduction r);
 void bce_backward(float *dy, const float *y, const float *t, int64_t n, float eps, LossReduction r);
 
+/* Soft Dice loss over `samples` samples of `len` elements each (y and t are
+ * samples * len floats). The foreground is p = y, g = t, or with invert
+ * p = 1 - y, g = 1 - t (dark silhouettes on white). Per sample
+ *   loss = 1 - (2 sum p g + smooth) / (sum p + sum g + smooth),
+ * then the mean (or sum) over samples. It weighs a small foreground as much
+ * as a large one, so a thin shape on a big background is not lost to the
+ * background's pixel count as it is under MSE or BCE. Gradient per element:
+ *   d loss / d p = (2 I + smooth - 2 g (S + smooth)) / (S + smooth)^2
+ * with I = sum p g and S = sum p + sum g (negated for y when inverted). */
+double dice_forward(const float *y, const float *t, int64_t samples, int64_t len, float smooth, int invert,
+                    LossReduction r);
+void dice_backward(float *dy, const float *y, const float *t, int64_t samples, int64_t len, float smooth, int invert,
+                   LossReduction r);
+
 #endif

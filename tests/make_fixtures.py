@@ -273,6 +273,17 @@ for k, v in mlp.state_dict().items():
     tensors[f"adam.final.{k}"] = v.clone()
 tensors["adam.x"], tensors["adam.y"] = xb, yb
 tensors["adam.losses"] = torch.tensor(losses)
+
+# Soft Dice on dark shapes (foreground = low values), written out in torch ops,
+# smooth 1, mean over the 3 samples; drawn last so the tensors above keep their values.
+y3 = f32(torch.rand(3, 1, 6, 5)).requires_grad_(True)
+t3 = f32((torch.rand(3, 1, 6, 5) > 0.7).double())
+p3, g3 = 1 - y3, 1 - t3
+inter = (p3 * g3).flatten(1).sum(1)
+total = p3.flatten(1).sum(1) + g3.flatten(1).sum(1)
+dice = (1 - (2 * inter + 1) / (total + 1)).mean()
+dice.backward()
+tensors.update({"dice.y": y3, "dice.target": t3, "dice.loss": dice.reshape(1), "dice.dy": y3.grad})
 write_safetensors(os.path.join(OUT, "optim.safetensors"), tensors, meta)
 
 # ---- the original's full models, formula parameters ----

@@ -260,6 +260,68 @@ function Sequential:__tostring()
   return "Sequential {\n" .. table.concat(parts, "\n") .. "\n}"
 end
 
+--- dd.nn.SumLoss{loss1, loss2, ..., weights={w1, w2, ...}}: the weighted sum
+-- of losses on the same prediction and target (weights default to 1), e.g.
+-- dd.nn.SumLoss{dd.nn.BCELoss(), dd.nn.DiceLoss{foreground = 0}}.
+-- backward returns a new tensor, the weighted sum of their gradients.
+local SumLoss = {}
+SumLoss.__index = SumLoss
+
+function nn.SumLoss(spec)
+  if type(spec) ~= "table" then error("SumLoss: expected a table of losses, got " .. type(spec), 2) end
+  for k in pairs(spec) do
+    if math.type(k) ~= "integer" and k ~= "weights" then
+      error(("SumLoss: unknown option '%s' (known: weights, and losses as the array part)"):format(tostring(k)), 2)
+    end
+  end
+  if #spec < 1 then error("SumLoss: expected at least one loss", 2) end
+  local weights = spec.weights or {}
+  if type(weights) ~= "table" then error("SumLoss: option 'weights' must be a table of numbers, got " .. type(weights), 2) end
+  local self = setmetatable({ losses = {}, weights = {} }, SumLoss)
+  for i = 1, #spec do
+    local l = spec[i]
+    local ok = pcall(function() return l.forward and l.backward end)
+    if not ok or not (l.forward and l.backward) then
+      error(("SumLoss: entry %d is not a loss (forward, backward), got %s"):format(i, type(l)), 2)
+    end
+    local w = weights[i] == nil and 1 or weights[i]
+    if type(w) ~= "number" or w ~= w then
+      error(("SumLoss: weight %d must be a number, got %s"):format(i, tostring(w)), 2)
+    end
+    self.losses[i], self.weights[i] = l, w
+  end
+  if #weights > #spec then error(("SumLoss: %d weights for %d losses"):format(#weights, #spec), 2) end
+  return self
+end
+
+function SumLoss:forward(y, t)
+  local total = 0
+  for i, l in ipairs(self.losses) do total = total + self.weights[i] * l:forward(y, t) end
+  return total
+end
+SumLoss.__call = SumLoss.forward
+
+function SumLoss:backward(y, t)
+  local g
+  for i, l in ipairs(self.losses) do
+    local gi = l:backward(y, t)
+    if i == 1 then
+      g = gi * self.weights[i]
+    else
+      g:add_(gi * self.weights[i])
+    end
+  end
+  return g
+end
+
+function SumLoss:__tostring()
+  local parts = {}
+  for i, l in ipairs(self.losses) do
+    parts[i] = (self.weights[i] == 1 and "" or ("%g * "):format(self.weights[i])) .. tostring(l)
+  end
+  return "SumLoss(" .. table.concat(parts, " + ") .. ")"
+end
+
 nn.is_module = is_module
 nn.Sequential_class = Sequential
 return nn

@@ -59,6 +59,12 @@ describe("PyTorch fixtures: losses", function()
     assert(math.abs(v - ot["bce.loss"]:item()) <= 1e-5 * math.abs(v), "BCE value " .. v)
     close(l:backward(ot["bce.y"], ot["bce.target"]), ot["bce.dy"], "BCE gradient")
   end)
+  it("DiceLoss, foreground 0 (written out in torch ops)", function()
+    local l = dd.nn.DiceLoss{ foreground = 0 }
+    local v = l:forward(ot["dice.y"], ot["dice.target"])
+    assert(math.abs(v - ot["dice.loss"]:item()) <= 1e-5 * math.abs(v), "Dice value " .. v)
+    close(l:backward(ot["dice.y"], ot["dice.target"]), ot["dice.dy"], "Dice gradient")
+  end)
   it("MDNLoss (written out in torch ops)", function()
     local info = dd.json.decode(ometa.mdn)
     local l = dd.nn.MDNLoss{mixtures = info.mixtures}

@@ -130,6 +130,85 @@ describe("BCELoss", function()
   end)
 end)
 
+describe("DiceLoss", function()
+  -- The definition as a plain loop in double, per sample (the first dimension).
+  local function dice_ref(y, t, fg, smooth)
+    local n = y:size(1)
+    local yf, tf = y:contiguous():view(n, -1):totable(), t:contiguous():view(n, -1):totable()
+    local total = 0
+    for s = 1, n do
+      local i, sum = 0, 0
+      for k = 1, #yf[s] do
+        local p, g = yf[s][k], tf[s][k]
+        if fg == 0 then p, g = 1 - p, 1 - g end
+        i, sum = i + p * g, sum + p + g
+      end
+      total = total + 1 - (2 * i + smooth) / (sum + smooth)
+    end
+    return total / n, total
+  end
+
+  it("computes the score by hand: a perfect match is 0, no overlap is near 1", function()
+    local t = dd.tensor{ { 1, 1, 0, 0 } }
+    assert.near(0, dd.nn.DiceLoss():forward(t, t), 1e-12)
+    assert.near(1 - 1 / 5, dd.nn.DiceLoss():forward(dd.tensor{ { 0, 0, 1, 1 } }, t), 1e-12)
+    -- dark foreground: the zeros of t are the shape
+    assert.near(0, dd.nn.DiceLoss{ foreground = 0 }:forward(t, t), 1e-12)
+    assert.near(1 - (2 * 0.5 + 1) / (0.5 + 2 + 1), dd.nn.DiceLoss{ foreground = 0 }:forward(dd.tensor{ { 1, 1, 0.5, 1 } }, t), 1e-7)
+  end)
+
+  it("matches a reference loop, per sample, mean and sum, both foregrounds", function()
+    local y, t = dd.rand(4, 1, 5, 6), (dd.rand(4, 1, 5, 6) - 0.6):sign() * 0.5 + 0.5
+    for _, fg in ipairs({ 0, 1 }) do
+      for _, smooth in ipairs({ 1, 0.01 }) do
+        local mean, sum = dice_ref(y, t, fg, smooth)
+        assert.near(mean, dd.nn.DiceLoss{ foreground = fg, smooth = smooth }:forward(y, t), 1e-6)
+        assert.near(sum, dd.nn.DiceLoss{ foreground = fg, smooth = smooth, reduction = "sum" }:forward(y, t), 1e-5)
+      end
+    end
+  end)
+
+  it("backward matches finite differences", function()
+    local y, t = dd.rand(3, 2, 4), (dd.rand(3, 2, 4) - 0.5):sign() * 0.5 + 0.5
+    for _, fg in ipairs({ 0, 1 }) do
+      local loss = dd.nn.DiceLoss{ foreground = fg }
+      assert_close(loss:backward(y, t), numeric_grad(loss, y, t, 1e-3), 2e-3, "Dice gradient, foreground " .. fg)
+    end
+  end)
+
+  it("checks shapes and options", function()
+    local l = dd.nn.DiceLoss()
+    assert_contains(error_of(l.forward, l, dd.zeros(2, 3), dd.zeros(3, 2)), "DiceLoss:forward: prediction has shape (2,3) but target has shape (3,2)")
+    assert_contains(error_of(l.forward, l, dd.zeros(0, 3), dd.zeros(0, 3)), "first (sample) dimension of at least 1")
+    assert_contains(error_of(dd.nn.DiceLoss, { foreground = 2 }), "option 'foreground' must be 1 (high values) or 0 (low values), got 2")
+    assert_contains(error_of(dd.nn.DiceLoss, { smooth = 0 }), "option 'smooth' must be a positive number, got 0")
+    assert_contains(error_of(dd.nn.DiceLoss, { smoth = 1 }), "DiceLoss: unknown option 'smoth' (known: reduction, smooth, foreground)")
+    assert.equal("DiceLoss(reduction='mean', smooth=1, foreground=0)", tostring(dd.nn.DiceLoss{ foreground = 0 }))
+    assert.equal(0, dd.nn.DiceLoss{ foreground = 0 }.foreground)
+  end)
+end)
+
+describe("SumLoss", function()
+  it("adds weighted values and gradients of its losses", function()
+    local y, t = dd.rand(3, 1, 4, 5) * 0.9 + 0.05, (dd.rand(3, 1, 4, 5) - 0.5):sign() * 0.5 + 0.5
+    local bce, dice = dd.nn.BCELoss(), dd.nn.DiceLoss{ foreground = 0 }
+    local l = dd.nn.SumLoss{ bce, dice, weights = { 1, 0.25 } }
+    assert.near(bce:forward(y, t) + 0.25 * dice:forward(y, t), l:forward(y, t), 1e-12)
+    assert_close(l:backward(y, t), bce:backward(y, t):clone() + dice:backward(y, t) * 0.25, 1e-7, "gradient")
+    assert_close(l:backward(y, t), numeric_grad(l, y, t, 1e-3), 3e-3, "finite differences")
+    assert.equal("SumLoss(MSELoss(reduction='mean') + 2 * MSELoss(reduction='sum'))",
+      tostring(dd.nn.SumLoss{ dd.nn.MSELoss(), dd.nn.MSELoss{ reduction = "sum" }, weights = { 1, 2 } }))
+  end)
+
+  it("refuses what is not a loss, bad weights and unknown options", function()
+    assert_contains(error_of(dd.nn.SumLoss, {}), "SumLoss: expected at least one loss")
+    assert_contains(error_of(dd.nn.SumLoss, { dd.nn.MSELoss(), 3 }), "SumLoss: entry 2 is not a loss (forward, backward), got number")
+    assert_contains(error_of(dd.nn.SumLoss, { dd.nn.MSELoss(), weights = { "x" } }), "SumLoss: weight 1 must be a number, got x")
+    assert_contains(error_of(dd.nn.SumLoss, { dd.nn.MSELoss(), weights = { 1, 2 } }), "SumLoss: 2 weights for 1 losses")
+    assert_contains(error_of(dd.nn.SumLoss, { dd.nn.MSELoss(), weight = { 1 } }), "SumLoss: unknown option 'weight'")
+  end)
+end)
+
 describe("MDNLoss", function()
   local half_log_2pi = 0.5 * math.log(2 * math.pi)
 

@@ -95,9 +95,19 @@ local function start_at_mean(model, fs, n_train)
   return mean
 end
 
+-- 'mse' (the original's), 'bce', or either plus a soft Dice loss on the dark
+-- silhouette (DiceLoss foreground 0): Dice counts the dancer's few pixels as
+-- much as the whole white background, so shapes form early instead of the
+-- blank mean frame.
+local function make_loss(name)
+  local base = name:match("^bce") and dd.nn.BCELoss() or dd.nn.MSELoss()
+  if not name:match("%+dice$") then return base end
+  return dd.nn.SumLoss{ base, dd.nn.DiceLoss{ foreground = 0 } }
+end
+
 --- train_autoencoder{data=PATH, out=DIR, epochs=27, batch_size=128, lr=1e-3, validation_split=0.1,
 --   latent=128, filters=32, seed=1, resume=false, progress=, output=io.stdout, lr_patience=20,
---   min_lr=1e-4, max_frames=, loss='mse'|'bce', output_bias='zero'|'mean'} -> history, model
+--   min_lr=1e-4, max_frames=, loss='mse'|'bce'|'bce+dice'|'mse+dice', output_bias='zero'|'mean'} -> history, model
 -- The defaults are the original's (MSE, zero biases); loss='bce' and
 -- output_bias='mean' train much faster on mostly-white silhouettes.
 -- The model comes back in eval mode with the weights of the last epoch (best.safetensors
@@ -118,7 +128,7 @@ dance.train_autoencoder = util.public(function(opts)
   local lr_patience = util.check(fn, "lr_patience", o.lr_patience, "count", 20)
   local min_lr = util.check(fn, "min_lr", o.min_lr, "nonneg", 1e-4)
   local max_frames = util.check(fn, "max_frames", o.max_frames, "integer", nil)
-  local loss_name = util.choice(fn, "loss", o.loss, { "mse", "bce" }, "mse")
+  local loss_name = util.choice(fn, "loss", o.loss, { "mse", "bce", "bce+dice", "mse+dice" }, "mse")
   local output_bias = util.choice(fn, "output_bias", o.output_bias, { "zero", "mean" }, "zero")
   local split = o.validation_split
   if split == nil then split = 0.1 end
@@ -177,7 +187,7 @@ dance.train_autoencoder = util.public(function(opts)
   local best = dd.callbacks.ModelCheckpoint{ dir = out, monitor = monitor, mode = "min", save_last = false,
                                              meta = { monitor = monitor, model_options = model_options } }
   local history = dd.fit{
-    model = model, loss = loss_name == "bce" and dd.nn.BCELoss() or dd.nn.MSELoss(), optimizer = optimizer,
+    model = model, loss = make_loss(loss_name), optimizer = optimizer,
     x = first_frames(fs, n), y = "x",
     batch_size = batch_size, epochs = epochs, validation_split = split,
     metrics = { "binary_accuracy", "iou" },
