@@ -142,8 +142,9 @@ static pid_t check_pid(lua_State *L, int idx, const char *fn) {
     return (pid_t)larg_int(L, idx, fn, 1, INT_MAX);
 }
 
-/* dd.process.wait(pid | {pid, ...} [, timeout]) -> pid, code | nil (timeout).
- * code is the exit status, or 128 + N after signal N. */
+/* dd.process.wait(pid | {pid, ...} [, timeout]) -> pid, code | nil (timeout,
+ * or a signal such as Ctrl-C arrived). code is the exit status, 128 + N after
+ * signal N, or -1 for a pid that is not a child (any more). */
 static int l_wait(lua_State *L) {
     pid_t pids[MAX_WAIT];
     int n = 0;

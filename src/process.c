@@ -136,6 +136,10 @@ int process_wait_any(const pid_t *pids, int n, double timeout, int *code) {
         for (int i = 0; i < n; i++) {
             int status;
             pid_t r = waitpid(pids[i], &status, WNOHANG);
+            if (r < 0 && errno == ECHILD) { /* reaped already: its status is gone */
+                *code = -1;
+                return i;
+            }
             if (r < 0 && errno != EINTR) return -2;
             if (r == pids[i]) {
                 *code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -146,7 +150,9 @@ int process_wait_any(const pid_t *pids, int n, double timeout, int *code) {
         if (timeout >= 0 && left <= 0) return -1;
         double step = timeout < 0 || left > tick ? tick : left;
         struct timespec ts = {0, (long)(step * 1e9)};
-        nanosleep(&ts, NULL); /* an interrupted sleep just polls sooner */
+        /* A signal (Ctrl-C) ends the wait as a timeout would, so the caller's
+         * Lua hook runs at once and no child's status is lost in between. */
+        if (nanosleep(&ts, NULL) != 0 && errno == EINTR) return -1;
     }
 }
 

@@ -33,9 +33,9 @@ pid_t process_spawn(const ProcessSpec *spec, char *err, size_t errlen);
 
 /* Waits up to `timeout` seconds (< 0: without limit, 0: just polls) for one
  * of the n children to end. Returns its index and sets *code to its exit
- * status, or to 128 + N when signal N ended it (as a shell reports it);
- * -1 when the time ran out; -2 with errno set when waitpid failed
- * (ECHILD: one of pids is not a child of this process). */
+ * status, or to 128 + N when signal N ended it (as a shell reports it), or
+ * to -1 when that pid is no child (any more) of this process; -1 when the
+ * time ran out or a signal arrived; -2 with errno set when waitpid failed. */
 int process_wait_any(const pid_t *pids, int n, double timeout, int *code);
 
 /* CPUs this process may run on (its affinity mask, which cgroups, taskset

@@ -263,6 +263,10 @@ function sweep.run(opts)
     end
     for _, pid in ipairs(order) do dd.process.kill(pid, "KILL") end
     os.remove(lock)
+    if tostring(err):find("interrupted!", 1, true) then
+      err = ("sweep %s: interrupted; %d trials finished in this run, the ones that were running start again on the next"):format(
+        out, summary.ran)
+    end
     error(err, 0)
   end
   os.remove(lock)
