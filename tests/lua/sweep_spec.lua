@@ -466,3 +466,39 @@ describe("dd.sweep on Slurm", function()
     os.execute("rm -rf " .. quote(dir))
   end)
 end)
+
+describe("dd.process", function()
+  it("runs a program with its environment and output file, and returns its exit code", function()
+    local dir = tempdir()
+    local pid = dd.process.spawn{ argv = { "sh", "-c", 'echo "$A $B $HOME"; echo err >&2; exit 3' },
+      env = { A = "one", B = 2, HOME = false }, output = dir .. "/out.txt" }
+    local done, code = dd.process.wait({ pid }, 10)
+    assert.are.same({ pid, 3 }, { done, code })
+    assert.are.equal("one 2 \nerr\n", slurp(dir .. "/out.txt"))
+    os.execute("rm -rf " .. quote(dir))
+  end)
+
+  it("waits for whichever ends first, times out, and reports signals as 128 + N", function()
+    local slow = dd.process.spawn{ argv = { "sleep", "30" } }
+    local fast = dd.process.spawn{ argv = { "true" } }
+    local done, code = dd.process.wait({ slow, fast }, 10)
+    assert.are.same({ fast, 0 }, { done, code })
+    assert.is_nil(dd.process.wait(slow, 0.05))
+    assert.is_true(dd.process.alive(slow))
+    assert.is_true(dd.process.kill(slow, "TERM"))
+    assert.are.same({ slow, 143 }, { dd.process.wait(slow, 10) })
+    assert.is_false(dd.process.alive(slow))
+  end)
+
+  it("names what cannot run", function()
+    assert_contains(error_of(dd.process.spawn, { argv = { "no-such-program-here" } }),
+      "cannot run 'no-such-program-here': No such file or directory")
+    assert_contains(error_of(dd.process.spawn, { argv = { "true" }, dir = "/no/such/dir" }), "cannot run 'true' in /no/such/dir")
+    assert_contains(error_of(dd.process.spawn, { argv = { "true" }, output = "/no/such/dir/log" }), "cannot open /no/such/dir/log")
+    assert_contains(error_of(dd.process.spawn, { argv = {} }), "'argv' is empty")
+    assert_contains(error_of(dd.process.spawn, { argv = { "true" }, bogus = 1 }), "unknown option 'bogus' (known: argv, env, output, dir)")
+    assert_contains(error_of(dd.process.kill, 1, "NOPE"), "unknown signal 'NOPE'")
+    assert.is_true(dd.process.cores() >= 1)
+    assert.truthy(dd.process.executable():match("deepdance$"))
+  end)
+end)
