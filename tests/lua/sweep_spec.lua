@@ -320,14 +320,19 @@ dd.report{epoch = 1, loss = o.x}
   end)
 
   it("fails a trial that never reports the metric, and refuses a changed spec in the same directory", function()
-    local spec = spec_of{ script = TRIAL, args = { epochs = 1 }, space = { x = { 1 } }, metric = "val_loss" }
+    local spec = spec_of{ script = TRIAL, args = { epochs = 1, out = "{trial_dir}" }, space = { x = { 1 } },
+      metric = "val_loss" }
     local out = dir .. "/m"
     local s = dd.sweep.run{ spec = spec, out = out, output = sink() }
     assert.are.equal(1, s.failed)
     assert_contains(dd.sweep.store.read_json(out .. "/trial-0001/result.json").error, "without reporting 'val_loss'")
-    local changed = spec_of{ script = TRIAL, args = { epochs = 2 }, space = { x = { 1 } }, metric = "val_loss" }
-    assert_contains(error_of(dd.sweep.run, { spec = changed, out = out, output = sink(), retry_failed = true }),
+    local changed = spec_of{ script = TRIAL, args = { epochs = 2, out = "{trial_dir}" }, space = { x = { 1 } },
+      metric = "val_loss" }
+    assert_contains(error_of(dd.sweep.run, { spec = changed, out = out, output = sink() }),
       "trial-0001 was run as", "--epochs=1", "--epochs=2", "another --out")
+    -- the same directory spelt another way (relative, absolute) is the same sweep
+    local again = dd.sweep.run{ spec = spec, out = dir .. "/./m", output = sink(), retry_failed = true }
+    assert.are.equal(1, again.ran)
   end)
 
   it("gives the same results.csv from two shards as from one run", function()

@@ -95,14 +95,26 @@ local function argv_text(argv)
   return table.concat(parts, " ")
 end
 
--- A trial directory made by another spec would mix two sweeps' results.
-local function check_same_trial(dir, trial, script, args)
-  local old = store.read_json(dir .. "/trial.json")
-  if not old then return end
-  local now = argv_text(args)
-  if old.script ~= script or old.command ~= now then
-    error(("sweep: %s was run as\n  %s %s\nbut the spec now gives\n  %s %s\nuse another --out, or remove %s to run it anew")
-      :format(dir, tostring(old.script), tostring(old.command), script, now, dir), 0)
+-- The trial's command line with the placeholders left in, so the same trial
+-- reads the same whether OUT was given as a relative or an absolute path.
+local function template(spec, trial)
+  return argv_text(sweep.command_line(spec, trial, { trial_dir = "{trial_dir}", trial = "{trial}", sweep_dir = "{sweep_dir}" }))
+end
+
+local function basename(path) return (path:match("([^/]+)$")) end
+
+-- A trial directory made by another spec would mix two sweeps' results:
+-- every trial of this run that has a trial.json must have the same script
+-- and options.
+local function check_same_trials(spec, out, trials)
+  for _, t in ipairs(trials) do
+    local dir = store.trial_dir(out, t)
+    local old = store.read_json(dir .. "/trial.json")
+    local now = template(spec, t)
+    if old and (basename(tostring(old.script)) ~= basename(spec.script) or old.template ~= now) then
+      error(("sweep: %s was run as\n  %s %s\nbut the spec now gives\n  %s %s\nuse another --out, or remove %s to run it anew")
+        :format(dir, tostring(old.script), tostring(old.template), spec.script, now, dir), 0)
+    end
   end
 end
 
@@ -178,6 +190,7 @@ function sweep.run(opts)
   local shard_name = opts.shard and ("shard-%d-of-%d"):format(opts.shard[1], opts.shard[2]) or "all"
   local trials, mine, todo, done, failed, option_keys = sweep.plan(spec, out, opts)
   local workers, threads, cores = sweep.plan_threads(opts.workers or spec.workers or 1, opts.threads or spec.threads)
+  check_same_trials(spec, out, mine)
   store.mkdir(out)
   local lock = runner_lock(out, shard_name)
   local info = sweep.info(spec, trials, option_keys)
@@ -196,12 +209,12 @@ function sweep.run(opts)
   local function start(trial)
     local dir = store.trial_dir(out, trial)
     local args = sweep.command_line(spec, trial, { trial_dir = dir, trial = tostring(trial.id), sweep_dir = out })
-    check_same_trial(dir, trial, spec.script, args)
     store.mkdir(dir)
     for _, f in ipairs({ "result.json", "pruned.json" }) do os.remove(dir .. "/" .. f) end
     store.write_json(dir .. "/trial.json", {
       id = trial.id, name = trial.name, trials = #trials, options = trial.options, script = spec.script,
-      command = argv_text(args), metric = spec.metric, goal = spec.goal, budget = spec.budget, threads = threads,
+      command = argv_text(args), template = template(spec, trial), metric = spec.metric, goal = spec.goal,
+      budget = spec.budget, threads = threads,
     })
     local log = io.open(dir .. "/log.txt", "ab")
     if log then

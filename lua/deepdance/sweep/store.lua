@@ -151,11 +151,9 @@ function store.read_csv(path)
 end
 
 function store.csv_text(header, rows)
-  local out = { table.concat((function()
-    local h = {}
-    for i, k in ipairs(header) do h[i] = csv_field(k) end
-    return h
-  end)(), ",") }
+  local names = {}
+  for i, k in ipairs(header) do names[i] = csv_field(k) end
+  local out = { table.concat(names, ",") }
   for _, row in ipairs(rows) do
     local f = {}
     for i, k in ipairs(header) do f[i] = csv_field(row[k]) end
