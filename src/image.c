@@ -40,6 +40,10 @@ static void on_png_warning(png_structp png, png_const_charp msg) {
 
 /* ---- reading ---- */
 
+/* The largest chunk libpng may buffer whole (8 MB, libpng's own suggested
+ * limit); chunks we skip are read in small pieces whatever their length. */
+#define IMAGE_MAX_CHUNK_BYTES ((png_alloc_size_t)8000000)
+
 struct ImageReader {
     PngError err;   /* first: the error pointer */
     FILE *fp;
@@ -125,6 +129,13 @@ ImageReader *image_reader_open(const char *path, ImageInfo *info, char *err, siz
         image_reader_close(r);
         return NULL;
     }
+    /* libpng allocates some ancillary chunks' declared length before reading
+     * them: a 95-byte file declaring a 2 GB eXIf chunk cost a 2 GB allocation
+     * (found by fuzzing). Only IHDR, PLTE, tRNS, IDAT and IEND matter to the
+     * pixels we return, so every other chunk is skipped in small reads, and
+     * what libpng still buffers whole is capped. */
+    png_set_keep_unknown_chunks(r->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);   /* -1: all but those 5 */
+    png_set_chunk_malloc_max(r->png, IMAGE_MAX_CHUNK_BYTES);
     if (read_header(r) != 0) {
         snprintf(err, errlen, "%s", r->err.msg);
         image_reader_close(r);
