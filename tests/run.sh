@@ -3,6 +3,8 @@
 # Suites speak TAP: C kernel tests (cmocka, build/tests/test_*), Lua tests
 # (busted under ./deepdance, tests/lua/*_spec.lua) and shell tests (tests/*.sh).
 # Usage: tests/run.sh [c|lua|sh]...   (default: all)
+# DD_BIN (default ./deepdance) and DD_BUILD (default build, for DD_BUILD/tests/)
+# point it at another build, e.g. the sanitizer build of `make test-asan`.
 cd "$(dirname "$0")/.." || exit 2
 which=("$@")
 [ ${#which[@]} -eq 0 ] && which=(c lua sh)
@@ -37,11 +39,11 @@ echo "test seed: $DD_TEST_SEED"
 for w in "${which[@]}"; do
     case $w in
     c)
-        for t in build/tests/test_*; do
+        for t in "${DD_BUILD:-build}"/tests/test_*; do
             [ -x "$t" ] && CMOCKA_MESSAGE_OUTPUT=TAP run_suite "$t" "$t"
         done ;;
     lua)
-        run_suite "busted tests/lua" ./deepdance /usr/bin/busted -o TAP --pattern=_spec tests/lua ;;
+        run_suite "busted tests/lua" "${DD_BIN:-./deepdance}" /usr/bin/busted -o TAP --pattern=_spec tests/lua ;;
     sh)
         for t in tests/*.sh; do
             [ "$t" = tests/run.sh ] && continue
