@@ -178,15 +178,15 @@ describe("dd.sweep specs and command lines", function()
     os.execute("rm -rf " .. quote(dir))
   end)
 
-  it("turns options into exact --name=value flags", function()
+  it("turns options into exact flags, --name=value for values that start with '-'", function()
     local s = spec_of{ script = TRIAL, args = { "pos", out = "{trial_dir}/run", resume = true, quiet = false, n = 3 },
       space = { look_back = { -2 }, lr = dd.sweep.uniform(0, 1) }, trials = 1, metric = "loss",
       budget = { max = 9, option = "epochs" } }
     local trial = dd.sweep.expand(s.space, { trials = 1 })[1]
     local argv = dd.sweep.command_line(s, trial, { trial_dir = "runs/s/trial-0001" })
-    assert.are.same({ "pos", "--epochs=9", "--look-back=-2", "--lr=" .. dd.sweep.format_value(trial.options.lr), "--n=3",
-      "--out=runs/s/trial-0001/run", "--resume" }, argv)
-    assert.are.equal(trial.options.lr, tonumber(argv[4]:match("=(.*)")))
+    assert.are.same({ "pos", "--epochs", "9", "--look-back=-2", "--lr", dd.sweep.format_value(trial.options.lr), "--n", "3",
+      "--out", "runs/s/trial-0001/run", "--resume" }, argv)
+    assert.are.equal(trial.options.lr, tonumber(argv[6]))
     assert.are.equal("0.1", dd.sweep.format_value(0.1))
     assert.are.equal("3", dd.sweep.format_value(3))
     assert.are.equal("2.0", dd.sweep.format_value(2.0))
@@ -329,7 +329,7 @@ dd.report{epoch = 1, loss = o.x}
     local changed = spec_of{ script = TRIAL, args = { epochs = 2, out = "{trial_dir}" }, space = { x = { 1 } },
       metric = "val_loss" }
     assert_contains(error_of(dd.sweep.run, { spec = changed, out = out, output = sink() }),
-      "trial-0001 was run as", "--epochs=1", "--epochs=2", "another --out")
+      "trial-0001 was run as", "--epochs 1", "--epochs 2", "another --out")
     -- the same directory spelt another way (relative, absolute) is the same sweep
     local again = dd.sweep.run{ spec = spec, out = dir .. "/./m", output = sink(), retry_failed = true }
     assert.are.equal(1, again.ran)

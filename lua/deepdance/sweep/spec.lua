@@ -183,7 +183,8 @@ local function substitute(s, vars)
 end
 
 --- dd.sweep.command_line(spec, trial, vars) -> the script's arguments (a list
--- of strings): positional args first, then --name=value in sorted order.
+-- of strings): positional args first, then --name value in sorted order
+-- (--name=value when the value starts with '-').
 -- vars: {trial_dir=, trial=, sweep_dir=} for the placeholders.
 function sweep.command_line(spec, trial, vars)
   local named, list = {}, {}
@@ -202,8 +203,14 @@ function sweep.command_line(spec, trial, vars)
     local v, flag = named[k], "--" .. k:gsub("_", "-")
     if v == true then
       list[#list + 1] = flag
-    elseif v ~= false then -- --name=value: a value like -3 must not read as an option
-      list[#list + 1] = flag .. "=" .. (type(v) == "string" and substitute(v, vars) or sweep.format_value(v))
+    elseif v ~= false then
+      local text = type(v) == "string" and substitute(v, vars) or sweep.format_value(v)
+      if text:sub(1, 1) == "-" then -- --y=-3: a bare -3 would read as an option
+        list[#list + 1] = flag .. "=" .. text
+      else -- two words, which every script's parser takes
+        list[#list + 1] = flag
+        list[#list + 1] = text
+      end
     end
   end
   return list
