@@ -2,8 +2,9 @@
  * (src/safetensors.c), the loader behind dd.load and checkpoints.
  * Each input is a whole file. st_open must either refuse it with a message
  * naming the file, or return entries that keep its promises: sorted unique
- * names, known dtypes, shape x dtype size == byte length, ranges inside the
- * data buffer and pairwise disjoint, metadata under its byte limit. Then every
+ * names, known dtypes, shapes a tensor can have (tensor.c's shape_check),
+ * shape x dtype size == byte length, ranges inside the data buffer and
+ * pairwise disjoint, metadata under its byte limit. Then every
  * entry (up to a total of 4M elements) is read raw and as float32. */
 #include "fuzz_util.h"
 #include "safetensors.h"
@@ -36,6 +37,8 @@ static void check_file(const StFile *f) {
             FUZZ_CHECK(numel <= TENSOR_MAX_NUMEL);
         }
         FUZZ_CHECK(numel == e->numel);
+        int64_t tensor_numel;   /* every shape read can be a tensor (dd.load makes one) */
+        FUZZ_CHECK(shape_check(e->ndim, e->shape, &tensor_numel) == TENSOR_OK && tensor_numel == e->numel);
         FUZZ_CHECK(e->nbytes == (uint64_t)e->numel * st_dtype_size(e->dtype));
         FUZZ_CHECK(e->offset <= f->data_size && e->nbytes <= f->data_size - e->offset);
         FUZZ_CHECK(st_find(f, e->name) == e);

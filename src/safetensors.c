@@ -311,7 +311,7 @@ static int parse_shape(const char *path, StEntry *e, const cJSON *v, char *err, 
         return fail(err, errlen, path, "tensor '%s': shape: expected at most %d dims, got %d",
                     e->name, TENSOR_MAX_DIMS, ndim);
     e->ndim = ndim;
-    int d = 0, has_zero = 0;
+    int d = 0;
     for (const cJSON *x = v->child; x; x = x->next, d++) {
         uint64_t size;
         if (json_uint(x, (uint64_t)TENSOR_MAX_NUMEL, &size) != 0)
@@ -319,18 +319,22 @@ static int parse_shape(const char *path, StEntry *e, const cJSON *v, char *err, 
                         "tensor '%s': shape[%d]: expected an integer in [0, %" PRId64 "], got %s",
                         e->name, d, TENSOR_MAX_NUMEL, json_describe(x, got, sizeof got));
         e->shape[d] = (int64_t)size;
-        has_zero |= size == 0;
     }
+    /* The rule of tensor.c's shape_check, so every shape read here can be a
+     * tensor: no running product of the sizes above the cap, even when a
+     * later size is 0 ((2^32, 2^32, 0) would overflow stride arithmetic). */
     int64_t numel = 1;
-    for (d = 0; d < ndim && !has_zero; d++) {
+    for (d = 0; d < ndim; d++) {
         /* numel <= MAX / size keeps numel * size <= MAX: no overflow */
-        if (numel > TENSOR_MAX_NUMEL / e->shape[d])
+        if (e->shape[d] != 0 && numel > TENSOR_MAX_NUMEL / e->shape[d]) {
+            char shape[160];
             return fail(err, errlen, path,
-                        "tensor '%s': shape: more than %" PRId64 " elements (at dim %d)",
-                        e->name, TENSOR_MAX_NUMEL, d);
+                        "tensor '%s': shape %s: the sizes up to shape[%d] make more than %" PRId64 " elements",
+                        e->name, shape_text(shape, sizeof shape, ndim, e->shape), d, TENSOR_MAX_NUMEL);
+        }
         numel *= e->shape[d];
     }
-    e->numel = has_zero ? 0 : numel;
+    e->numel = numel;
     return 0;
 }
 
@@ -343,12 +347,12 @@ static int parse_offsets(const char *path, StEntry *e, const cJSON *v, uint64_t 
                     e->name, json_describe(v, got, sizeof got));
     if (json_uint(v->child, JSON_MAX_EXACT, &begin) != 0)
         return fail(err, errlen, path,
-                    "tensor '%s': data_offsets[0]: expected a non-negative integer, got %s",
-                    e->name, json_describe(v->child, got, sizeof got));
+                    "tensor '%s': data_offsets[0]: expected an integer in [0, %" PRIu64 "], got %s",
+                    e->name, JSON_MAX_EXACT, json_describe(v->child, got, sizeof got));
     if (json_uint(v->child->next, JSON_MAX_EXACT, &end) != 0)
         return fail(err, errlen, path,
-                    "tensor '%s': data_offsets[1]: expected a non-negative integer, got %s",
-                    e->name, json_describe(v->child->next, got, sizeof got));
+                    "tensor '%s': data_offsets[1]: expected an integer in [0, %" PRIu64 "], got %s",
+                    e->name, JSON_MAX_EXACT, json_describe(v->child->next, got, sizeof got));
     if (begin > end)
         return fail(err, errlen, path,
                     "tensor '%s': data_offsets: begin %" PRIu64 " is after end %" PRIu64,
