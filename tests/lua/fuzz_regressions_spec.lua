@@ -1,0 +1,64 @@
+-- fuzz_regressions_spec.lua: the inputs the fuzzers found (fuzz/regressions/
+-- <harness>/), replayed through the Lua API, so they stay fixed even where
+-- clang is missing and tests/fuzz_smoke.sh skips. Each must give a clean Lua
+-- error (or load); the PNG one must also not reserve the memory it declares.
+-- Run from the repo root:
+--   ./deepdance /usr/bin/busted -o TAP tests/lua/fuzz_regressions_spec.lua
+
+local helpers = dofile("tests/lua/support/helpers.lua")
+local quote = helpers.quote
+
+local function files(dir)
+  local p = assert(io.popen("ls " .. quote(dir) .. " 2>/dev/null"))
+  local out = {}
+  for name in p:lines() do out[#out + 1] = dir .. "/" .. name end
+  p:close()
+  return out
+end
+
+-- The loader each harness stands for, as a script calls it.
+local LOADERS = {
+  safetensors = function(path) return dd.load(path) end,
+  png = function(path) return dd.image.load(path) end,
+  video = function(path)
+    local v = dd.video.open(path)
+    for _ in v:frames{fps = 3} do end
+    v:close()
+  end,
+}
+
+describe("fuzz regressions", function()
+  for _, harness in ipairs{"safetensors", "png", "video"} do
+    local load = LOADERS[harness]
+    it("replay through the Lua API with a clean result: " .. harness, function()
+      for _, path in ipairs(files("fuzz/regressions/" .. harness)) do
+        local ok, err = pcall(load, path)
+        if not ok then
+          assert.equal("string", type(err))
+          assert.truthy(err:find(path, 1, true), ("%s: the error does not name the file: %s"):format(path, err))
+        end
+      end
+    end)
+  end
+
+  it("a PNG declaring a 2 GB eXIf chunk costs no 2 GB allocation (virtual peak of a fresh process)", function()
+    -- The process's virtual-memory peak after loading a file, in a fresh
+    -- deepdance: libpng's old allocation reserved 2 GB without touching it,
+    -- which only VmPeak shows.
+    local function peak_kb(path)
+      local code = ("pcall(dd.image.load, %q); for l in io.lines('/proc/self/status') do "
+        .. "local k = l:match('^VmPeak:%%s*(%%d+)'); if k then print(k) end end"):format(path)
+      local p = assert(io.popen("./deepdance -e " .. quote(code) .. " 2>&1"))
+      local out = p:read("a")
+      p:close()
+      return assert(tonumber(out:match("(%d+)")), out)
+    end
+    local base = peak_kb("fuzz/corpus/png/grey8.png")
+    local hostile = peak_kb("fuzz/regressions/png/exif_2gb_chunk.png")
+    assert.is_true(hostile - base < 256 * 1024,
+      ("VmPeak %d kB against %d kB for a small valid PNG"):format(hostile, base))
+    local ok, err = pcall(dd.image.load, "fuzz/regressions/png/exif_2gb_chunk.png")
+    assert.is_false(ok)
+    assert.equal("image.load: 'fuzz/regressions/png/exif_2gb_chunk.png': file is cut short (unexpected end of file)", err)
+  end)
+end)
