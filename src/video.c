@@ -202,6 +202,9 @@ struct Video {
 
     Orientation orient;
     VideoInfo info;
+    /* FFmpeg's own opener, called by io_open_self for the file itself */
+    int (*io_open_default)(AVFormatContext *s, AVIOContext **pb, const char *url, int flags, AVDictionary **opts);
+    char refused[160];          /* the first other file the input asked to open */
 };
 
 /* ffmpeg's get_rotation (fftools/cmdutils.c): the clockwise angle the frame
@@ -268,10 +271,39 @@ static int find_video_stream(AVFormatContext *fmt) {
     return AVERROR_STREAM_NOT_FOUND;
 }
 
+/* FFmpeg opens every file through this: the video file itself, and nothing
+ * else. Demuxers that follow names written inside a file (HLS playlists,
+ * DASH manifests, image sequences) would otherwise read other files of this
+ * machine on behalf of whoever wrote the file (a "clip.mp4" that is an HLS
+ * playlist naming /home/you/private.mp4). */
+static int io_open_self(AVFormatContext *s, AVIOContext **pb, const char *url, int flags, AVDictionary **opts) {
+    Video *v = s->opaque;
+    if (strcmp(url, v->path) != 0) {
+        if (!v->refused[0]) snprintf(v->refused, sizeof v->refused, "%s", url);
+        return AVERROR(EPERM);
+    }
+    return v->io_open_default(s, pb, url, flags, opts);
+}
+
 /* Opens the container and the decoder. The first call also fills v->info. */
 static int input_open(Video *v, int fill_info, char *err, size_t errlen) {
-    int r = avformat_open_input(&v->fmt, v->path, NULL, NULL);
+    v->fmt = avformat_alloc_context();
+    if (!v->fmt) return fail_av(err, errlen, v->path, "cannot open", AVERROR(ENOMEM));
+    v->io_open_default = v->fmt->io_open;
+    v->fmt->io_open = io_open_self;
+    v->fmt->opaque = v;
+    v->refused[0] = 0;
+    int r = avformat_open_input(&v->fmt, v->path, NULL, NULL);   /* frees fmt on failure */
+    if (r < 0 && v->refused[0])
+        return fail_msg(err, errlen, v->path, "cannot open: it is a playlist or list naming another file ('%s'); "
+                        "only the file itself is read", v->refused);
     if (r < 0) return fail_av(err, errlen, v->path, "cannot open", r);
+    /* The concat and IMF demuxers open the files they list in contexts of
+     * their own, past io_open_self: refused by name (their data never left). */
+    const char *kind = v->fmt->iformat->name;
+    if (strcmp(kind, "concat") == 0 || strcmp(kind, "imf") == 0)
+        return fail_msg(err, errlen, v->path, "cannot open: it is a list of other files (FFmpeg's '%s' format); "
+                        "only the file itself is read", kind);
     r = avformat_find_stream_info(v->fmt, NULL);
     if (r < 0) return fail_av(err, errlen, v->path, "cannot read the stream parameters", r);
     r = find_video_stream(v->fmt);
