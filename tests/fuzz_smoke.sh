@@ -31,8 +31,9 @@ seed=${DD_TEST_SEED:-1234}
 for bin in build-fuzz/fuzz_*; do
     name=${bin#build-fuzz/fuzz_}
     runs=${RUNS[$name]:-2000}
-    limit=512
-    [ "$name" = video ] && limit=2560
+    limit=512 leaks=1
+    [ "$name" = video ] && limit=2560       # as fuzz/run.sh
+    [ "$name" = tensor ] && leaks=0
     new=$(mktemp -d)
     crashes=build-fuzz/crashes/smoke-$name
     mkdir -p "$crashes"
@@ -42,7 +43,7 @@ for bin in build-fuzz/fuzz_*; do
     [ -f "fuzz/$name.dict" ] && dict=(-dict="fuzz/$name.dict")
     start=$SECONDS
     out=$("$bin" -seed="$seed" -runs="$runs" -max_total_time=120 -timeout=25 -rss_limit_mb=2560 \
-          -malloc_limit_mb=$limit -artifact_prefix="$crashes/" "${dict[@]}" "${dirs[@]}" 2>&1)
+          -malloc_limit_mb=$limit -detect_leaks=$leaks -artifact_prefix="$crashes/" "${dict[@]}" "${dirs[@]}" 2>&1)
     rc=$?
     rm -rf "$new"
     nreg=$(ls "fuzz/regressions/$name" 2>/dev/null | wc -l)
