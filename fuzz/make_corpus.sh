@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=fuzz/corpus
 rm -rf "$out"
-mkdir -p "$out"/{safetensors,png,video,tensor}
+mkdir -p "$out"/{safetensors,checkpoint,png,video,tensor}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -26,6 +26,18 @@ local opt = dd.optim.Adam{net:parameters(), lr = 1e-3}
 dd.nn.save(dir .. "/checkpoint.safetensors", net, {optimizer = opt, meta = {epoch = 1, name = "seed"}})
 LUA
 python3 tests/interop_safetensors.py write "$out/safetensors/dtypes.safetensors"
+
+# ---- checkpoint: dd.nn.save of fuzz_checkpoint.c's model (Linear 3 -> 2 in a
+# Sequential, Adam), with and without optimizer and meta; a plain tensor file
+./deepdance - "$out/checkpoint" <<'LUA'
+local dir = arg[1]
+dd.manual_seed(3)
+local net = dd.nn.Sequential{dd.nn.Linear{3, 2}}
+local opt = dd.optim.Adam{net:parameters(), lr = 1e-3}
+dd.nn.save(dir .. "/full.safetensors", net, {optimizer = opt, meta = {epoch = 2, losses = {0.5, 0.25}, tag = "seed"}})
+dd.nn.save(dir .. "/model_only.safetensors", net)
+dd.save(dir .. "/plain.safetensors", {w = dd.ones(2, 2)}, {note = "not a checkpoint"})
+LUA
 
 # ---- png: deepdance's writer (1-4 channels, 8 and 16 bits) and every
 # colour type / depth / interlacing of the independent encoder

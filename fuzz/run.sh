@@ -17,7 +17,7 @@ bin=build-fuzz/fuzz_$name
 mkdir -p "build-fuzz/corpus/$name" "build-fuzz/crashes/$name"
 malloc_limit=512 leaks=1
 [ "$name" = video ] && malloc_limit=2560
-[ "$name" = tensor ] && leaks=0   # see fuzz_tensor.c: leaks are checked at exit only
+case $name in tensor|checkpoint) leaks=0 ;; esac   # see fuzz_tensor.c: leaks are checked at exit only
 dict=()
 [ -f "fuzz/$name.dict" ] && dict=(-dict="fuzz/$name.dict")
 # Only deepdance is instrumented: leaks inside FFmpeg/libpng/OpenBLAS are still reported.

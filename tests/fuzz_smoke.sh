@@ -24,7 +24,7 @@ if ! out=$(make -s --no-print-directory fuzz-build 2>&1); then
 fi
 
 # runs per harness: enough to exercise every harness's paths, a few seconds each
-declare -A RUNS=([safetensors]=20000 [png]=20000 [tensor]=3000 [video]=300)
+declare -A RUNS=([safetensors]=20000 [png]=20000 [checkpoint]=3000 [tensor]=3000 [video]=300)
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 seed=${DD_TEST_SEED:-1234}
@@ -33,7 +33,7 @@ for bin in build-fuzz/fuzz_*; do
     runs=${RUNS[$name]:-2000}
     limit=512 leaks=1
     [ "$name" = video ] && limit=2560       # as fuzz/run.sh
-    [ "$name" = tensor ] && leaks=0
+    case $name in tensor|checkpoint) leaks=0 ;; esac
     new=$(mktemp -d)
     crashes=build-fuzz/crashes/smoke-$name
     mkdir -p "$crashes"
