@@ -22,19 +22,25 @@ typedef struct FrameSet {
     uint8_t *data; /* n * c * h * w bytes; owned */
     size_t cap;    /* frames the buffer holds (writer) */
     int64_t n, c, h, w;
+    int freed;     /* its __gc ran (a script can call it directly) */
 } FrameSet;
 
 static int64_t frame_bytes(const FrameSet *fs) { return fs->c * fs->h * fs->w; }
 
 static FrameSet *frameset_check(lua_State *L, int idx, const char *mt) {
     FrameSet *fs = luaL_checkudata(L, idx, mt);
+    if (fs->freed) dd_error(L, "%s has been freed", mt + 3);
     return fs;
 }
 
 static int frameset_gc(lua_State *L) {
-    FrameSet *fs = lua_touserdata(L, 1);
+    FrameSet *fs = luaL_testudata(L, 1, FRAMESET_MT);
+    if (!fs) fs = luaL_checkudata(L, 1, FRAMEWRITER_MT);
     free(fs->data);
     fs->data = NULL;
+    fs->n = 0;
+    fs->cap = 0;
+    fs->freed = 1;
     return 0;
 }
 

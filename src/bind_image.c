@@ -284,10 +284,11 @@ static void preview_push(lua_State *L, const char *fn) {
     size_t plan_bytes = resize_plan_bytes(&spec);
     size_t text_bytes = image_render_bytes(oh, ow, mode);
     size_t bytes = ((size_t)3 * h * w + (size_t)3 * oh * ow) * sizeof(float) + plan_bytes + text_bytes;
-    float *rgb = lua_newuserdatauv(L, bytes, 0);
+    /* the plan first: it starts with int64_t arrays, and only the block's start is 8-byte aligned */
+    char *plan_mem = lua_newuserdatauv(L, bytes, 0);
+    float *rgb = (float *)(plan_mem + plan_bytes);
     float *small = rgb + 3 * h * w;
-    char *plan_mem = (char *)(small + 3 * oh * ow);
-    char *text = plan_mem + plan_bytes;
+    char *text = (char *)(small + 3 * oh * ow);
     image_to_rgb(rgb, tensor_data(t), c, h * w);
     ResizePlan plan;
     resize_plan_init(&plan, plan_mem, &spec);

@@ -17,7 +17,7 @@ typedef struct JsonBox {
 } JsonBox;
 
 static int jsonbox_gc(lua_State *L) {
-    JsonBox *b = lua_touserdata(L, 1);
+    JsonBox *b = luaL_checkudata(L, 1, "dd.JsonBox");
     if (b->root) cJSON_Delete(b->root);
     if (b->text) cJSON_free(b->text);
     b->root = NULL;

@@ -53,6 +53,8 @@ typedef struct LLayer {
 static LLayer *llayer_check(lua_State *L, int idx) {
     LLayer *u = luaL_testudata(L, idx, LAYER_MT);
     if (!u) luaL_typeerror(L, idx, "Layer");
+    /* after a direct call of its __gc, which a script can make */
+    if (!u->m.kind) dd_error(L, "Layer has been freed");
     return u;
 }
 

@@ -128,6 +128,8 @@ enum { UV_PARAMS = 1, UV_COUNT = UV_PARAMS };
 static LOptim *loptim_check(lua_State *L, int idx) {
     LOptim *u = luaL_testudata(L, idx, OPTIM_MT);
     if (!u) luaL_typeerror(L, idx, "Optimizer");
+    /* after a direct call of its __gc, which a script can make */
+    if (!u->w) dd_error(L, "Optimizer has been freed");
     return u;
 }
 
@@ -565,7 +567,8 @@ static int l_load_state_dict(lua_State *L) {
     if (lua_isnil(L, -1)) return dd_error(L, "%s:load_state_dict: missing 'step'", name);
     char what[96];
     snprintf(what, sizeof what, "%s: 'step'", fn);
-    int64_t step = larg_int(L, -1, what, 0, INT64_MAX);
+    /* 2^53: far beyond any run, exact as the double bias corrections use, and step() cannot overflow */
+    int64_t step = larg_int(L, -1, what, 0, (int64_t)1 << 53);
     OptimHyper hp = u->hp;
     for (const HyperParam *h = kinds[u->kind].hyper; h->name; h++) {
         lua_getfield(L, 2, h->name);
@@ -712,7 +715,7 @@ static int l_clip_grad_norm(lua_State *L) {
         return dd_error(L, "%s: max_norm must be a number, got %s", fn, luaL_typename(L, 2));
     double max_norm = lua_tonumber(L, 2);
     if (!(max_norm >= 0)) return dd_error(L, "%s: max_norm must be >= 0, got %s", fn, lua_tostring(L, 2));
-    LOptim *u = luaL_testudata(L, 1, OPTIM_MT);
+    LOptim *u = luaL_testudata(L, 1, OPTIM_MT) ? loptim_check(L, 1) : NULL;
     if (u) {
         check_layout(L, u, fn);
         float *g = u->g->data + u->g_off;
