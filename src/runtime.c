@@ -1,11 +1,13 @@
 /* runtime.c: builds the Lua state: standard libraries, the C modules (one
- * table below), the search path of the runtime's Lua library, then init.lua. */
+ * table below), the search path of the runtime's Lua library, then init.lua.
+ * Also Ctrl-C for long jobs: dd.defer_interrupts and dd.interrupted. */
 #include "runtime.h"
 #include "bind.h"
 #include "tensor_math.h"
 
 #include <lualib.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +85,64 @@ int dd_msghandler(lua_State *L) {
     return 1;
 }
 
+/* ---- Ctrl-C, deferred ----
+ * Scripts and REPL chunks run with a SIGINT handler that raises "interrupted!"
+ * at the next Lua instruction (repl.c), wherever that falls. A job that must
+ * stop at a clean point (dd.fit: between batches, after saving a checkpoint)
+ * defers interrupts instead: SIGINT then only sets a flag, which the job polls
+ * with dd.interrupted(). A second Ctrl-C before the poll kills the process
+ * with the default action: the way out of a stuck C call. */
+
+static volatile sig_atomic_t interrupt_pending;
+static struct sigaction interrupt_saved;   /* the handler deferral replaced */
+
+static void interrupt_flag(int sig) {
+    if (interrupt_pending) {  /* the second Ctrl-C */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    interrupt_pending = 1;
+}
+
+static int interrupts_deferred(void) {
+    struct sigaction cur;
+    return sigaction(SIGINT, NULL, &cur) == 0 && cur.sa_handler == interrupt_flag;
+}
+
+/* dd.defer_interrupts(on) -> whether they were deferred before. Turning
+ * deferral off puts back the handler it replaced, and raises "interrupted!"
+ * for a Ctrl-C that came meanwhile and was not taken by dd.interrupted(). */
+static int l_defer_interrupts(lua_State *L) {
+    if (lua_type(L, 1) != LUA_TBOOLEAN)
+        return dd_error(L, "defer_interrupts: expected a boolean, got %s", larg_describe(L, 1));
+    int on = lua_toboolean(L, 1), was = interrupts_deferred();
+    if (on && !was) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = interrupt_flag;
+        sigemptyset(&sa.sa_mask);
+        interrupt_pending = 0;
+        sigaction(SIGINT, &sa, &interrupt_saved);
+    } else if (!on && was) {
+        sigaction(SIGINT, &interrupt_saved, NULL);
+        if (interrupt_pending) {
+            interrupt_pending = 0;
+            return dd_error(L, "interrupted!");
+        }
+    }
+    lua_pushboolean(L, was);
+    return 1;
+}
+
+/* dd.interrupted() -> whether a Ctrl-C came while deferred; takes it, so the
+ * next call is false until another one comes. */
+static int l_interrupted(lua_State *L) {
+    lua_pushboolean(L, interrupt_pending != 0);
+    interrupt_pending = 0;
+    return 1;
+}
+
 /* Prepends home/lua to package.path so `require "deepdance.x"` finds our files. */
 static void set_search_path(lua_State *L, const char *home) {
     lua_getglobal(L, "package");
@@ -104,6 +164,10 @@ static int runtime_init(lua_State *L) {
     lua_setfield(L, dd, "version");
     for (size_t i = 0; i < sizeof dd_modules / sizeof dd_modules[0]; i++)
         dd_modules[i].open(L, dd);
+    lua_pushcfunction(L, l_defer_interrupts);
+    lua_setfield(L, dd, "defer_interrupts");
+    lua_pushcfunction(L, l_interrupted);
+    lua_setfield(L, dd, "interrupted");
     lua_pushvalue(L, dd);
     lua_setglobal(L, "dd");
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

@@ -258,17 +258,33 @@ local function call_hooks(run, hook, ...)
   end
 end
 
-local function train_epoch(run, epoch)
+-- The epoch's sample order: shuffled by the generator in the state rng (the
+-- state before the epoch's draw, so a mid-epoch checkpoint can draw it again).
+local function epoch_order(run, rng)
+  if not run.shuffle then return run.train_order end
+  local now = dd.rng_state()
+  if rng ~= now then dd.set_rng_state(rng) end
+  local order = dd.randperm(#run.train_order):totable()
+  if rng ~= now then dd.set_rng_state(now) end
+  return order
+end
+
+-- Trains one epoch, or the rest of one from `resume` (a mid-epoch checkpoint:
+-- {step=, rng_order=, sums=, seen=}). Returns the epoch's logs; or, when a
+-- Ctrl-C came (dd.interrupted(), polled between batches), nil and where it
+-- stopped, in the form `resume` takes.
+local function train_epoch(run, epoch, resume)
   local model, opt, loss = run.model, run.optimizer, run.loss
-  local order = run.shuffle and dd.randperm(#run.train_order):totable() or run.train_order
+  local rng_order = resume and resume.rng_order or dd.rng_state()
+  local order = epoch_order(run, rng_order)
   local steps = (#order + run.batch_size - 1) // run.batch_size
-  local sums, seen = {}, 0
+  local sums, seen = resume and resume.sums or {}, resume and resume.seen or 0
   local shown = { "loss" }
   for _, m in ipairs(run.metrics) do shown[#shown + 1] = m.name end
 
   if model.train then model:train() end
   run.progress:epoch_begin(epoch, run.epochs, steps)
-  for step = 1, steps do
+  for step = resume and resume.step + 1 or 1, steps do
     local indices = batch_indices(order, step, run.batch_size)
     local xb = run.x:take(indices)
     local yb = run.target(indices, xb)
@@ -285,6 +301,9 @@ local function train_epoch(run, epoch)
     for _, k in ipairs(shown) do add_weighted(sums, k, batch_logs[k], n) end
     run.progress:update(step, shown, means(sums, seen))
     call_hooks(run, "on_batch_end", step, batch_logs)
+    if step < steps and dd.interrupted() then
+      return nil, { epoch = epoch, step = step, steps = steps, rng_order = rng_order, sums = sums, seen = seen }
+    end
   end
   return means(sums, seen)
 end
@@ -316,10 +335,13 @@ end
 -- state at the end of the epoch. Tensors in callback states (EarlyStopping's
 -- best weights) go to DIR/callbacks-epochN.safetensors, written first; the
 -- previous one is removed only once the new checkpoint names the new file.
+-- A Ctrl-C stops training between two batches with a checkpoint of the epochs
+-- done plus `partial`: how far the epoch got (see train_epoch), so that a
+-- resumed run finishes it exactly as an uninterrupted one would have.
 
 local CHECKPOINT = "last.safetensors"
 
-local function save_checkpoint(run, epoch)
+local function save_checkpoint(run, epoch, partial)
   local ctx, dir = run.ctx, run.checkpoint_dir
   local states = {}
   for i, cb in ipairs(run.callbacks) do
@@ -327,13 +349,14 @@ local function save_checkpoint(run, epoch)
   end
   local columns = {}
   for _, k in ipairs(run.keys) do columns[k] = ctx.history[k] end
-  local side = ("callbacks-epoch%04d.safetensors"):format(epoch)
+  local side = partial and ("callbacks-epoch%04d-batch%d.safetensors"):format(partial.epoch, partial.step)
+    or ("callbacks-epoch%04d.safetensors"):format(epoch)
   local tensors = {}
   local ok, packed = pcall(util.pack, {
     epoch = epoch, stopped = ctx.stop_training, lr = run.optimizer.lr,
     keys = run.keys, history_epochs = ctx.history.epoch, columns = columns, callbacks = states,
     batch_size = run.batch_size, n_train = #run.train_order, shuffle = run.shuffle,
-    callback_tensors = side,
+    callback_tensors = side, partial = partial,
   }, tensors, "")
   if not ok then error("dd.fit: checkpoint: a callback state " .. packed, 0) end
   if next(tensors) then
@@ -385,7 +408,10 @@ local function load_checkpoint(run)
   end
   for _, field in ipairs({ "batch_size", "n_train", "shuffle" }) do
     local now_value = field == "n_train" and #run.train_order or run[field]
-    if s[field] ~= now_value then
+    if s[field] ~= now_value and s.partial then
+      error(("%s: %s stopped in the middle of epoch %d with %s = %s; this run has %s (finish that epoch with the same data and options)")
+        :format(fn, path, s.partial.epoch, field, tostring(s[field]), tostring(now_value)), 0)
+    elseif s[field] ~= now_value then
       ctx.print(("resume: %s was %s in the saved run and is %s now; the continued run will differ from an uninterrupted one")
         :format(field, tostring(s[field]), tostring(now_value)))
     end
@@ -401,9 +427,41 @@ local function load_checkpoint(run)
   end
   run.saved_states = s.callbacks
   run.side_file = side
+  run.partial = s.partial
   ctx.stop_training = s.stopped
-  ctx.print(("resume: continuing %s after epoch %d"):format(path, s.epoch))
+  if s.partial then
+    ctx.print(("resume: continuing %s in epoch %d after batch %d of %d"):format(path, s.partial.epoch, s.partial.step,
+      s.partial.steps))
+  else
+    ctx.print(("resume: continuing %s after epoch %d"):format(path, s.epoch))
+  end
   return s.epoch
+end
+
+-- Ctrl-C during dd.fit: the error it raises is this object, not a string, so
+-- that the runtime prints its message without a traceback and a caller can
+-- tell it apart: err.interrupted == true, err.checkpoint (nil without
+-- checkpoint_dir), err.epoch, err.batch (nil when it stopped at an epoch's end).
+local Interrupted = { __name = "dd.fit interruption" }
+Interrupted.__index = Interrupted
+Interrupted.__tostring = function(e) return e.message end
+
+-- Saves a mid-epoch checkpoint (at = {epoch=, step=, ...} from train_epoch) or
+-- none (at = {epoch=}: the epoch's own checkpoint is written), then raises.
+local function interrupted(run, at)
+  local saved
+  if run.checkpoint_dir then
+    if at.step then save_checkpoint(run, at.epoch - 1, at) end
+    saved = run.checkpoint_dir .. "/" .. CHECKPOINT
+  end
+  run.progress:clear()
+  local where = at.step and ("in epoch %d after batch %d of %d"):format(at.epoch, at.step, at.steps)
+    or ("after epoch %d"):format(at.epoch)
+  error(setmetatable({
+    interrupted = true, checkpoint = saved, epoch = at.epoch, batch = at.step,
+    message = ("dd.fit: interrupted (Ctrl-C) %s; %s"):format(where,
+      saved and ("saved %s: resume=true continues from there"):format(saved) or "nothing saved (no checkpoint_dir)"),
+  }, Interrupted), 0)
 end
 
 ---------------------------------------------------------------------------
@@ -514,7 +572,7 @@ function dd.fit(opts)
         run.checkpoint_dir, CHECKPOINT), 2)
     end
   end
-  if ctx.initial_epoch == 0 then
+  if ctx.initial_epoch == 0 and not run.partial then
     local val = run.val_order and (", validating on %d"):format(#run.val_order) or ""
     ctx.print(("Training on %d samples%s, %d epochs of %d batches"):format(#run.train_order, val, run.epochs,
       (#run.train_order + run.batch_size - 1) // run.batch_size))
@@ -530,13 +588,24 @@ function dd.fit(opts)
     ctx.print(("resume: the saved run already reached epoch %d of %d"):format(ctx.initial_epoch, run.epochs))
   end
 
+  -- Ctrl-C only sets a flag from here on, looked at between batches and after
+  -- each checkpoint; put back however fit ends (an error keeps its traceback).
+  local deferred = dd.defer_interrupts(true)
+  local restore <close> = setmetatable({}, { __close = function(_, err)
+    if err ~= nil then dd.interrupted() end -- an error is on its way: let it through
+    dd.defer_interrupts(deferred)
+  end })
+
   for epoch = ctx.initial_epoch + 1, run.epochs do
     if ctx.stop_training then break end
     ctx.epoch = epoch
     local t0 = dd.clock()
-    call_hooks(run, "on_epoch_begin", epoch)
+    local resume = run.partial
+    run.partial = nil
+    if not resume then call_hooks(run, "on_epoch_begin", epoch) end -- a resumed epoch had its begin
 
-    local logs = train_epoch(run, epoch)
+    local logs, stopped = train_epoch(run, epoch, resume)
+    if stopped then interrupted(run, stopped) end
     if run.val_x then
       for k, v in pairs(evaluate_set(model, run.loss, run.metrics, run.val_x, run.val_target, run.val_order, run.batch_size)) do
         logs["val_" .. k] = v
@@ -550,6 +619,7 @@ function dd.fit(opts)
     run.progress:epoch_end(shown, logs, logs.time)
     call_hooks(run, "on_epoch_end", epoch, logs)
     if run.checkpoint_dir then save_checkpoint(run, epoch) end
+    if dd.interrupted() then interrupted(run, { epoch = epoch }) end
   end
 
   call_hooks(run, "on_train_end")
