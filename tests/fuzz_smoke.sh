@@ -39,6 +39,8 @@ for bin in build-fuzz/fuzz_*; do
     mkdir -p "$crashes"
     dirs=("$new" "fuzz/corpus/$name")
     [ -d "fuzz/regressions/$name" ] && dirs+=("fuzz/regressions/$name")
+    # checkpoints are safetensors files: the reader's findings go through dd.load too
+    [ "$name" = checkpoint ] && [ -d fuzz/regressions/safetensors ] && dirs+=(fuzz/regressions/safetensors)
     dict=()
     [ -f "fuzz/$name.dict" ] && dict=(-dict="fuzz/$name.dict")
     start=$SECONDS
@@ -46,7 +48,7 @@ for bin in build-fuzz/fuzz_*; do
           -malloc_limit_mb=$limit -detect_leaks=$leaks -artifact_prefix="$crashes/" "${dict[@]}" "${dirs[@]}" 2>&1)
     rc=$?
     rm -rf "$new"
-    nreg=$(ls "fuzz/regressions/$name" 2>/dev/null | wc -l)
+    nreg=$(find "${dirs[@]:2}" -type f 2>/dev/null | wc -l)
     if [ $rc -eq 0 ]; then
         tap ok "fuzz_$name: seeds and $nreg past findings replayed, $runs runs in $((SECONDS - start)) s"
     else
