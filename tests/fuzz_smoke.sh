@@ -48,7 +48,8 @@ for bin in build-fuzz/fuzz_*; do
           -malloc_limit_mb=$limit -detect_leaks=$leaks -artifact_prefix="$crashes/" "${dict[@]}" "${dirs[@]}" 2>&1)
     rc=$?
     rm -rf "$new"
-    nreg=$(find "${dirs[@]:2}" -type f 2>/dev/null | wc -l)
+    nreg=0
+    [ ${#dirs[@]} -gt 2 ] && nreg=$(find "${dirs[@]:2}" -type f | wc -l)
     if [ $rc -eq 0 ]; then
         tap ok "fuzz_$name: seeds and $nreg past findings replayed, $runs runs in $((SECONDS - start)) s"
     else
