@@ -336,8 +336,21 @@ local function sgemm(n, reps, threads)
   return r.gflops
 end
 
+-- The 1-minute load average when a row started: how busy the shared machine was.
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  if not f then return nil end
+  local l = tonumber(f:read("a"):match("^(%S+)"))
+  f:close()
+  return l
+end
+
 local rows, notes = {}, {}
-local function add(row) rows[#rows + 1] = row end
+local row_load
+local function add(row)
+  row.loadavg = row_load
+  rows[#rows + 1] = row
+end
 
 -- Row specifications. kind: 'rate' (items/s) or 'time' (seconds).
 local SPECS = {
@@ -355,15 +368,16 @@ local SPECS = {
 }
 
 local winners = {}       -- selection key -> {setting=, tried=}
+local winner_order = {}  -- the keys in the order they were chosen
 local row_baselines = {} -- row -> process RSS before any work {ours=, peer=} (MiB)
 
 -- Runs the peer's `row` at every setting once (warm-up + reps) and returns the
 -- fastest setting and the runs. Cached under `key`. nil when there is no peer.
 local function select_setting(key, row, reps, frames)
   if winners[key] then return winners[key].setting, {} end
-  if opts.quick then
-    winners[key] = { setting = SETTINGS[3] }
-    return SETTINGS[3], {}
+  if opts.quick then -- a smoke: one setting, the one that won most rows in full runs
+    winners[key] = { setting = SETTINGS[1] }
+    return SETTINGS[1], {}
   end
   local best, runs = nil, {}
   for _, s in ipairs(SETTINGS) do
@@ -378,6 +392,7 @@ local function select_setting(key, row, reps, frames)
   end
   if not best then return nil, runs end
   winners[key] = { setting = best.setting, tried = runs }
+  winner_order[#winner_order + 1] = key
   return best.setting, runs
 end
 
@@ -516,14 +531,19 @@ local ORDER = { "matmul", "ingest", "ae_train32", "ae_train128", "seq_train128",
 if opts.only and not benches[opts.only] then
   usage_error("unknown row '" .. opts.only .. "' (known: " .. table.concat(ORDER, ", ") .. ", memory)")
 end
-local t_start = dd.clock()
+local t_start, load_start = dd.clock(), loadavg()
 if not io.open(build .. "/sgemm") then error("bench: " .. build .. "/sgemm is not built (make bench builds it)", 0) end
 sgemm(2048, 3, 2)
 for _, id in ipairs(ORDER) do
   sgemm(1024, 10, 2) -- the peak is sampled between rows: the best moment of a noisy machine counts
   local wanted = opts.only == id or (opts.only == "memory" and id == "ae_train32")
   -- --quick leaves out batch 128 (about a minute for the two sides) unless asked for.
-  if wanted or (not opts.only and not (opts.quick and id == "ae_train128")) then benches[id]() end
+  if wanted or (not opts.only and not (opts.quick and id == "ae_train128")) then
+    row_load = loadavg()
+    local t0 = dd.clock()
+    benches[id]()
+    io.stderr:write(("bench: %s took %.0f s (load average %.1f at its start)\n"):format(id, dd.clock() - t0, row_load or 0))
+  end
 end
 sgemm(1024, 10, 2)
 add_peak_fractions()
@@ -545,16 +565,18 @@ for _, r in ipairs(rows) do
       r.peer_peak_rss_mb or 0))
   end
 end
-for row, w in pairs(winners) do
+for _, key in ipairs(winner_order) do
+  local w = winners[key]
   if w.tried then
     local parts = {}
     for _, t in ipairs(w.tried) do parts[#parts + 1] = ("%d/%d %.3fs"):format(t.setting.threads, t.setting.blas, t.seconds) end
-    print(("  settings tried for %s (torch threads/OpenBLAS threads): %s"):format(row, table.concat(parts, ", ")))
+    print(("  settings tried for %s (torch threads/OpenBLAS threads: best seconds): %s"):format(key, table.concat(parts, ", ")))
   end
 end
 if torch_note then print("  note: " .. torch_note) end
 for _, n in ipairs(notes) do print("  note: " .. n) end
-print(("ratio > 1: deepdance is better. Wall time of the bench: %.0f s"):format(dd.clock() - t_start))
+print(("ratio > 1: deepdance is better. Wall time of the bench: %.0f s; 1-minute load average %.1f at the start, %.1f at the end (%d cores)")
+  :format(dd.clock() - t_start, load_start or 0, loadavg() or 0, dd.process and dd.process.cores and dd.process.cores() or 0))
 
 local path = opts.json or ((opts.quick or opts.only) and (build .. "/results-partial.json") or (home .. "/bench/results.json"))
 write_json(path, rows)
