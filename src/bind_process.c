@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
@@ -162,7 +163,7 @@ static int l_wait(lua_State *L) {
     }
     double timeout = -1;
     if (!lua_isnoneornil(L, 2)) {
-        if (!lua_isnumber(L, 2) || lua_tonumber(L, 2) < 0)
+        if (!lua_isnumber(L, 2) || !(lua_tonumber(L, 2) >= 0)) /* NaN would mean "forever" */
             return dd_error(L, "dd.process.wait: timeout must be a number of seconds >= 0, got %s",
                             larg_describe(L, 2));
         timeout = lua_tonumber(L, 2);
@@ -223,8 +224,9 @@ static int l_pid(lua_State *L) {
 }
 
 static int l_sleep(lua_State *L) {
-    if (!lua_isnumber(L, 1) || lua_tonumber(L, 1) < 0)
-        return dd_error(L, "dd.process.sleep: seconds must be a number >= 0, got %s", larg_describe(L, 1));
+    /* NaN and infinity too: casting them to time_t is undefined */
+    if (!lua_isnumber(L, 1) || !(lua_tonumber(L, 1) >= 0) || !isfinite(lua_tonumber(L, 1)))
+        return dd_error(L, "dd.process.sleep: seconds must be a finite number >= 0, got %s", larg_describe(L, 1));
     double s = lua_tonumber(L, 1);
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
