@@ -443,8 +443,13 @@ function CSVLogger:on_epoch_end(ctx, epoch, logs)
   local tmp = self.path .. ".tmp"
   local f, err = io.open(tmp, "w")
   if not f then error("CSVLogger: cannot write " .. tostring(err), 0) end
-  f:write(table.concat(self.lines, "\n"), "\n")
-  f:close()
+  -- a full disk shows in write or only in close (the flush): never rename a torn file
+  local written, werr = f:write(table.concat(self.lines, "\n"), "\n")
+  local closed, cerr = f:close()
+  if not written or not closed then
+    os.remove(tmp)
+    error(("CSVLogger: cannot write %s: %s (%s left as it was)"):format(tmp, tostring(werr or cerr), self.path), 0)
+  end
   local ok, rerr = os.rename(tmp, self.path)
   if not ok then error(("CSVLogger: cannot rename %s to %s: %s"):format(tmp, self.path, tostring(rerr)), 0) end
 end

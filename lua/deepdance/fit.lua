@@ -359,12 +359,20 @@ local function save_checkpoint(run, epoch, partial)
     callback_tensors = side, partial = partial,
   }, tensors, "")
   if not ok then error("dd.fit: checkpoint: a callback state " .. packed, 0) end
+  -- A failed write (a full disk) leaves the previous checkpoint whole: say so,
+  -- with the writer's own message (path and reason) but not its position.
+  local function write(f, ...)
+    local written, err = pcall(f, ...)
+    if not written then
+      error(("dd.fit: checkpoint not saved: %s"):format(tostring(err):gsub("^[^:\n]*:%d+: ", "")), 0)
+    end
+  end
   if next(tensors) then
-    dd.save(dir .. "/" .. side, tensors, { format = "deepdance-fit-callbacks", epoch = tostring(epoch) })
+    write(dd.save, dir .. "/" .. side, tensors, { format = "deepdance-fit-callbacks", epoch = tostring(epoch) })
   else
     packed.callback_tensors, side = nil, nil
   end
-  dd.nn.save(dir .. "/" .. CHECKPOINT, run.model, { optimizer = run.optimizer, meta = { fit = packed } })
+  write(dd.nn.save, dir .. "/" .. CHECKPOINT, run.model, { optimizer = run.optimizer, meta = { fit = packed } })
   if run.side_file and run.side_file ~= side then os.remove(dir .. "/" .. run.side_file) end
   run.side_file = side
 end

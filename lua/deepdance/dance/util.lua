@@ -115,8 +115,13 @@ function util.write_file(fn, path, text)
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
   if not f then error(("%s: cannot write %s: %s"):format(fn, tmp, tostring(err)), 0) end
-  f:write(text)
-  f:close()
+  -- a full disk shows in write or only in close (the flush): never rename a torn file
+  local written, werr = f:write(text)
+  local closed, cerr = f:close()
+  if not written or not closed then
+    os.remove(tmp)
+    error(("%s: cannot write %s: %s (%s left as it was)"):format(fn, tmp, tostring(werr or cerr), path), 0)
+  end
   local ok, rerr = os.rename(tmp, path)
   if not ok then error(("%s: cannot rename %s to %s: %s"):format(fn, tmp, path, tostring(rerr)), 0) end
 end
