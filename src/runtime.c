@@ -81,6 +81,10 @@ int dd_msghandler(lua_State *L) {
             return 1;
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
+    /* Ctrl-C ("interrupted!", from repl.c's hook or dd.defer_interrupts) is
+     * no bug: say where it stopped, without a traceback */
+    size_t len = strlen(msg), tail = strlen("interrupted!");
+    if (len >= tail && strcmp(msg + len - tail, "interrupted!") == 0) return 1;
     luaL_traceback(L, L, msg, 1);
     return 1;
 }
