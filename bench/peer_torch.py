@@ -9,7 +9,8 @@ before torch is imported, so bench/run.lua sets it in our environment):
 
 ROW is ae_train32, ae_train128, seq_train128, decoder64 or generate. Writes
 {"seconds": best, "items": ..., "peak_rss_mb": ..., "baseline_rss_mb": ...,
-"params": ...} to --out (JSON; baseline: the peak after importing torch), or {"skip": reason} when torch cannot be imported.
+"params": ...} to --out as JSON (baseline: the peak RSS once torch is
+imported), or {"skip": reason} when torch cannot be imported.
 
 The models are the same layer tables as models/autoencoder.lua and
 models/sequence.lua (variant 'notebook'):
