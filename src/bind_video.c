@@ -8,14 +8,11 @@
  *   v:read() -> frame, t | nil        v:seek(seconds)     v:close()
  *   local w = dd.video.writer(path, {fps = 30, crf = 18, preset = "medium"})
  *   w:write(frame)   w:close()        (.mp4/.m4v/.mov: H.264; .gif)
- * frames{} decodes ahead on a thread of its own (video_prefetch.c) while the
- * caller works on the current frame; read, seek, close and a new frames{}
- * stop it first. Arguments are checked here; the FFmpeg work is in video.c. Every FFmpeg
+ * Arguments are checked here; the FFmpeg work is in video.c. Every FFmpeg
  * object is owned by the userdata (freed by close, __close or __gc), so a Lua
  * error at any point leaks nothing and leaves no partial output file. */
 #include "bind.h"
 #include "video.h"
-#include "video_prefetch.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -30,16 +27,7 @@ typedef struct LVideo {
     Video *v;
     VideoInfo info;       /* kept after close, so fields stay readable */
     unsigned generation;  /* bumped by frames/read/seek: older iterators refuse to run */
-    Prefetch *prefetch;   /* the decoding thread of the current frames{}, or NULL */
 } LVideo;
-
-/* Frames the decoding thread keeps ready ahead of the caller. */
-#define PREFETCH_DEPTH 4
-
-static void prefetch_end(LVideo *u) {
-    prefetch_stop(u->prefetch);
-    u->prefetch = NULL;
-}
 
 typedef enum WriterState { WRITER_OPEN, WRITER_CLOSED, WRITER_FAILED } WriterState;
 
@@ -115,21 +103,13 @@ static int frames_next(lua_State *L) {
     LVideo *u = lua_touserdata(L, lua_upvalueindex(1));
     if ((lua_Integer)u->generation != lua_tointeger(L, lua_upvalueindex(2)))
         return dd_error(L, "%s: this iterator was superseded by a later frames, read or seek on the same video", fn);
-    (void)v;
-    if (!u->prefetch) return 0; /* called again after the end */
-    int h = (int)lua_tointeger(L, lua_upvalueindex(3)), w = (int)lua_tointeger(L, lua_upvalueindex(4));
-    int64_t shape[3] = {3, h, w};
-    Tensor *x = ltensor_push_uninit(L, 3, shape);
     double t;
     char err[VIDEO_ERR_LEN];
-    int r = prefetch_next(u->prefetch, tensor_data(x), &t, err, sizeof err);
+    int r = video_sample_next(v, &t, err, sizeof err);
     if (r < 0) return dd_error(L, "%s: %s", fn, err);
-    if (r == 0) {
-        prefetch_end(u); /* the Video is the caller's again */
-        return 0;
-    }
-    lua_pushnumber(L, t);
-    return 2;
+    if (r == 0) return 0;
+    return push_frame(L, v, (int)lua_tointeger(L, lua_upvalueindex(3)), (int)lua_tointeger(L, lua_upvalueindex(4)),
+                      t, fn);
 }
 
 /* v:frames{fps = f, size = {h, w}}: both optional; without fps every frame. */
@@ -164,10 +144,7 @@ static int m_frames(lua_State *L) {
     }
     char err[VIDEO_ERR_LEN];
     u->generation++;
-    prefetch_end(u);
     if (video_sample_start(v, fps, err, sizeof err) < 0) return dd_error(L, "%s: %s", fn, err);
-    u->prefetch = prefetch_start(v, h, w, PREFETCH_DEPTH, err, sizeof err);
-    if (!u->prefetch) return dd_error(L, "%s: %s", fn, err);
     lua_pushvalue(L, 1);
     lua_pushinteger(L, (lua_Integer)u->generation);
     lua_pushinteger(L, h);
@@ -180,7 +157,6 @@ static int m_read(lua_State *L) {
     Video *v = lvideo_open_check(L, 1, "Video:read");
     LVideo *u = lua_touserdata(L, 1);
     u->generation++;
-    prefetch_end(u);
     double t;
     char err[VIDEO_ERR_LEN];
     int r = video_read(v, &t, err, sizeof err);
@@ -200,7 +176,6 @@ static int m_seek(lua_State *L) {
     if (!isnum || lua_type(L, 2) != LUA_TNUMBER || !isfinite(s))
         return dd_error(L, "Video:seek: expected a time in seconds, got %s", luaL_tolstring(L, 2, NULL));
     u->generation++;
-    prefetch_end(u);
     char err[VIDEO_ERR_LEN];
     if (video_seek(v, s, err, sizeof err) < 0) return dd_error(L, "Video:seek: %s", err);
     lua_settop(L, 1);
@@ -209,7 +184,6 @@ static int m_seek(lua_State *L) {
 
 static int m_close(lua_State *L) {
     LVideo *u = lvideo_check(L, 1);
-    prefetch_end(u);
     video_close(u->v);
     u->v = NULL;
     return 0;
@@ -239,8 +213,7 @@ static int video_index(lua_State *L) {
     else if (strcmp(k, "rotation") == 0) lua_pushinteger(L, in->rotation);
     else if (strcmp(k, "frames_decoded") == 0 || strcmp(k, "frames_skipped") == 0) {
         int64_t decoded = 0, skipped = 0;
-        if (u->prefetch) prefetch_stats(u->prefetch, &decoded, &skipped);
-        else if (u->v) video_stats(u->v, &decoded, &skipped);
+        if (u->v) video_stats(u->v, &decoded, &skipped);
         lua_pushinteger(L, k[7] == 'd' ? decoded : skipped);
     } else lua_pushnil(L);
     return 1;
