@@ -331,6 +331,11 @@ static int input_open(Video *v, int fill_info, char *err, size_t errlen) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     v->dec->thread_count = (int)(cores > 0 ? (cores * 3 > 16 ? 16 : cores * 3) : 0);
     v->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
+    /* FFmpeg 5.1's APNG decoder can deadlock across frame threads on a
+     * damaged file: a 336-byte fuzzer input hung `ffmpeg -i` as well, for
+     * good (fine with -threads 1). APNG frames are small: decode them on the
+     * calling thread. */
+    if (st->codecpar->codec_id == AV_CODEC_ID_APNG) v->dec->thread_type = FF_THREAD_SLICE;
     r = avcodec_open2(v->dec, codec, NULL);
     if (r < 0) return fail_av(err, errlen, v->path, "cannot open the decoder", r);
 

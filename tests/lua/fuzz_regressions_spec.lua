@@ -1,7 +1,8 @@
 -- fuzz_regressions_spec.lua: the inputs the fuzzers found (fuzz/regressions/
 -- <harness>/), replayed through the Lua API, so they stay fixed even where
 -- clang is missing and tests/fuzz_smoke.sh skips. Each must give a clean Lua
--- error (or load); the PNG one must also not reserve the memory it declares.
+-- error (or load) in bounded time; the PNG one must also not reserve the
+-- memory it declares.
 -- Run from the repo root:
 --   ./deepdance /usr/bin/busted -o TAP tests/lua/fuzz_regressions_spec.lua
 
@@ -20,10 +21,16 @@ end
 local LOADERS = {
   safetensors = function(path) return dd.load(path) end,
   png = function(path) return dd.image.load(path) end,
+  -- in a child process with a time limit: a regression here was a hang
   video = function(path)
-    local v = dd.video.open(path)
-    for _ in v:frames{fps = 3} do end
-    v:close()
+    local code = ("local v = dd.video.open(%q); for _ in v:frames() do end; v:close(); "
+      .. "v = dd.video.open(%q); for _ in v:frames{fps = 3} do end"):format(path, path)
+    local p = assert(io.popen("timeout -s KILL 60 ./deepdance -e " .. quote(code) .. " 2>&1; echo \"exit $?\""))
+    local out = p:read("a")
+    p:close()
+    local status = tonumber(out:match("exit (%d+)%s*$"))
+    assert(status ~= 137, path .. ": still decoding after 60 s (killed)")
+    if status ~= 0 then error(out:gsub("%s*exit %d+%s*$", ""), 0) end
   end,
 }
 
