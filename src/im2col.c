@@ -159,23 +159,28 @@ int64_t conv_workspace_floats(const ConvShape *s, int64_t dz_floats) {
     return sc.threads * sc.tile_floats + (sc.threads - 1) * sc.part_floats + sc.threads * sc.dz_floats;
 }
 
+const float *conv_band_columns(float *tile, const float *im, const ConvShape *s, int64_t oy0, int64_t oy1,
+                               int64_t *ld) {
+    if (conv_is_pointwise(s)) {
+        *ld = s->oh * s->ow;
+        return im + oy0 * s->ow;
+    }
+    im2col(tile, im, s, oy0, oy1);
+    *ld = (oy1 - oy0) * s->ow;
+    return tile;
+}
+
 void conv_images_forward(float *y, const float *x, const float *w, const float *b, Act act, float *tile,
                          const ConvShape *s, int64_t n0, int64_t n1) {
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
-    const int pointwise = conv_is_pointwise(s);
     for (int64_t n = n0; n < n1; n++) {
         const float *xn = x + n * s->c * s->h * s->w;
         float *yn = y + n * s->k * L;
         if (b) channel_fill(yn, b, s->k, L); /* then the GEMM adds onto it (beta 1) */
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
             int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
-            const float *col = xn + oy0 * s->ow;
-            int64_t ldcol = L;
-            if (!pointwise) {
-                im2col(tile, xn, s, oy0, oy1);
-                col = tile;
-                ldcol = cols;
-            }
+            int64_t ldcol;
+            const float *col = conv_band_columns(tile, xn, s, oy0, oy1, &ldcol);
             /* y[n][:, band] (K, cols) = W (K, C*KH*KW) @ col (C*KH*KW, cols) */
             blas_sgemm(0, 0, (int)s->k, (int)cols, (int)ckk, 1.0f, w, (int)ckk, col, (int)ldcol, b ? 1.0f : 0.0f,
                        yn + oy0 * s->ow, (int)L);
@@ -188,16 +193,10 @@ void conv_images_forward(float *y, const float *x, const float *w, const float *
 
 void conv_image_weight_grad(float *dw, const float *dyn, const float *xn, float *tile, const ConvShape *s) {
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
-    const int pointwise = conv_is_pointwise(s);
     for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
         int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
-        const float *col = xn + oy0 * s->ow;
-        int64_t ldcol = L;
-        if (!pointwise) {
-            im2col(tile, xn, s, oy0, oy1);
-            col = tile;
-            ldcol = cols;
-        }
+        int64_t ldcol;
+        const float *col = conv_band_columns(tile, xn, s, oy0, oy1, &ldcol);
         /* dW (K, C*KH*KW) += dy[n][:, band] (K, cols) @ col^T */
         blas_sgemm(0, 1, (int)s->k, (int)ckk, (int)cols, 1.0f, dyn + oy0 * s->ow, (int)L, col, (int)ldcol, 1.0f,
                    dw, (int)ckk);

@@ -50,6 +50,11 @@ void col2im(float *im, const float *col, const ConvShape *s, int64_t oy0, int64_
 /* 1x1 kernel, stride 1, no padding: the image itself is the column matrix,
  * so no im2col is needed. */
 int conv_is_pointwise(const ConvShape *s);
+/* The column matrix of grid rows [oy0, oy1) of the image im (C, H, W):
+ * im itself when pointwise (leading dimension OH*OW in *ld), else im2col
+ * into tile (leading dimension (oy1-oy0)*OW). */
+const float *conv_band_columns(float *tile, const float *im, const ConvShape *s, int64_t oy0, int64_t oy1,
+                               int64_t *ld);
 /* Grid rows per im2col tile: whole images when they are small, otherwise a
  * band of rows whose columns stay cache-sized (see im2col.c). */
 int64_t conv_tile_rows(const ConvShape *s);

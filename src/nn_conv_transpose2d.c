@@ -78,7 +78,6 @@ static void conv_transpose2d_backward_task(void *arg, int t, int nt) {
     const ConvShape *s = j->s;
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
     const int64_t plane = s->h * s->w;
-    const int pointwise = conv_is_pointwise(s);
     float *tile = j->sc.tile + t * j->sc.tile_floats;
     int64_t n0, n1;
     parallel_split(&n0, &n1, s->n, t, nt);
@@ -104,13 +103,8 @@ static void conv_transpose2d_backward_task(void *arg, int t, int nt) {
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
             int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
             /* one im2col of dy serves both products */
-            const float *col = dyn + oy0 * s->ow;
-            int64_t ldcol = L;
-            if (!pointwise) {
-                im2col(tile, dyn, s, oy0, oy1);
-                col = tile;
-                ldcol = cols;
-            }
+            int64_t ldcol;
+            const float *col = conv_band_columns(tile, dyn, s, oy0, oy1, &ldcol);
             /* dW (K, C*KH*KW) += x[n][:, band] (K, cols) @ col^T */
             if (dw)
                 blas_sgemm(0, 1, (int)s->k, (int)ckk, (int)cols, 1.0f, xn + oy0 * s->ow, (int)L, col, (int)ldcol,
