@@ -159,6 +159,28 @@ int64_t conv_workspace_floats(const ConvShape *s, int64_t dz_floats) {
     return sc.threads * sc.tile_floats + (sc.threads - 1) * sc.part_floats + sc.threads * sc.dz_floats;
 }
 
+void conv_task_grads(const ConvScratch *sc, int t, float **dw, float **db, int64_t weights, int64_t biases) {
+    if (t == 0) return;
+    float *part = sc->part + (t - 1) * sc->part_floats;
+    if (*dw) memset(*dw = part, 0, (size_t)weights * sizeof **dw);
+    if (*db) memset(*db = part + sc->part_db, 0, (size_t)biases * sizeof **db);
+}
+
+void conv_tasks_reduce(const ConvScratch *sc, float *dw, float *db, int64_t weights, int64_t biases) {
+    for (int t = 1; t < sc->threads; t++) {
+        const float *part = sc->part + (t - 1) * sc->part_floats;
+        if (dw) floats_add(dw, part, weights);
+        if (db) floats_add(db, part + sc->part_db, biases);
+    }
+}
+
+const float *conv_grad_through(const ConvScratch *sc, int t, Act act, const float *dy, const float *y, int64_t n) {
+    if (act == ACT_LINEAR) return dy;
+    float *dz = sc->dz + t * sc->dz_floats;
+    act_backward(act, dz, dy, y, n);
+    return dz;
+}
+
 const float *conv_band_columns(float *tile, const float *im, const ConvShape *s, int64_t oy0, int64_t oy1,
                                int64_t *ld) {
     if (conv_is_pointwise(s)) {

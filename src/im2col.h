@@ -80,6 +80,15 @@ void conv_scratch(ConvScratch *sc, float *ws, const ConvShape *s, int64_t dz_flo
 /* Floats of ws the fast kernels need: the sum of the above. Depends on
  * dd_get_num_threads(), so size the workspace right before the call. */
 int64_t conv_workspace_floats(const ConvShape *s, int64_t dz_floats);
+/* Task t's gradient targets in the backward kernels: task 0 adds into dw
+ * and db themselves, the others into their own part, zeroed here (a NULL
+ * target stays NULL). conv_tasks_reduce then adds the parts into dw and db
+ * in task order. */
+void conv_task_grads(const ConvScratch *sc, int t, float **dw, float **db, int64_t weights, int64_t biases);
+void conv_tasks_reduce(const ConvScratch *sc, float *dw, float *db, int64_t weights, int64_t biases);
+/* The gradient before a fused activation: dy itself when act is linear,
+ * else dy * f'(y) for the n values of one image, in task t's dz. */
+const float *conv_grad_through(const ConvScratch *sc, int t, Act act, const float *dy, const float *y, int64_t n);
 
 /* Images [n0, n1) of y = act(conv(x)) through s (im2col + GEMM per band,
  * the activation applied to each band right after its GEMM): x is

@@ -55,23 +55,11 @@ static void conv2d_backward_task(void *arg, int t, int nt) {
     float *tile = j->sc.tile + t * j->sc.tile_floats;
     int64_t n0, n1;
     parallel_split(&n0, &n1, s->n, t, nt);
-    /* task 0 adds into dw and db themselves, the others into their own part */
     float *dw = j->dw, *db = j->db;
-    if (t > 0) {
-        float *part = j->sc.part + (t - 1) * j->sc.part_floats;
-        dw = dw ? part : NULL;
-        db = db ? part + j->sc.part_db : NULL;
-        if (dw) memset(dw, 0, (size_t)(s->k * ckk) * sizeof *dw);
-        if (db) memset(db, 0, (size_t)s->k * sizeof *db);
-    }
+    conv_task_grads(&j->sc, t, &dw, &db, s->k * ckk, s->k);
     const int pointwise = conv_is_pointwise(s);
     for (int64_t n = n0; n < n1; n++) {
-        const float *dyn = j->dy + n * s->k * L;
-        if (j->act != ACT_LINEAR) { /* through the fused activation, from its output */
-            float *dz = j->sc.dz + t * j->sc.dz_floats;
-            act_backward(j->act, dz, dyn, j->out + n * s->k * L, s->k * L);
-            dyn = dz;
-        }
+        const float *dyn = conv_grad_through(&j->sc, t, j->act, j->dy + n * s->k * L, j->out + n * s->k * L, s->k * L);
         if (db) channel_sums_add(db, dyn, s->k, L);
         if (dw) conv_image_weight_grad(dw, dyn, j->x + n * image, tile, s);
         if (!j->dx) continue;
@@ -102,12 +90,7 @@ void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const flo
     Conv2dJob j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .out = y, .act = act, .s = s};
     conv_scratch(&j.sc, ws, s, conv2d_dz_floats(s, act));
     parallel_run(j.sc.threads, conv2d_backward_task, &j);
-    /* the other tasks' gradients, in task order */
-    for (int t = 1; t < j.sc.threads; t++) {
-        const float *part = j.sc.part + (t - 1) * j.sc.part_floats;
-        if (dw) floats_add(dw, part, s->k * s->c * s->kh * s->kw);
-        if (db) floats_add(db, part + j.sc.part_db, s->k);
-    }
+    conv_tasks_reduce(&j.sc, dw, db, s->k * s->c * s->kh * s->kw, s->k);
 }
 
 int64_t conv2d_dz_floats(const ConvShape *s, Act act) { return act == ACT_LINEAR ? 0 : s->k * s->oh * s->ow; }

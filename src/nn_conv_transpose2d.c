@@ -81,23 +81,13 @@ static void conv_transpose2d_backward_task(void *arg, int t, int nt) {
     float *tile = j->sc.tile + t * j->sc.tile_floats;
     int64_t n0, n1;
     parallel_split(&n0, &n1, s->n, t, nt);
-    /* task 0 adds into dw and db themselves, the others into their own part */
     float *dw = j->dw, *db = j->db;
-    if (t > 0) {
-        float *part = j->sc.part + (t - 1) * j->sc.part_floats;
-        dw = dw ? part : NULL;
-        db = db ? part + j->sc.part_db : NULL;
-        if (dw) memset(dw, 0, (size_t)(s->k * ckk) * sizeof *dw);
-        if (db) memset(db, 0, (size_t)s->c * sizeof *db);
-    }
+    conv_task_grads(&j->sc, t, &dw, &db, s->k * ckk, s->c);
     for (int64_t n = n0; n < n1; n++) {
-        const float *dyn = j->dy + n * s->c * plane, *xn = j->x + n * s->k * L;
+        const float *dyn = conv_grad_through(&j->sc, t, j->act, j->dy + n * s->c * plane, j->out + n * s->c * plane,
+                                             s->c * plane);
+        const float *xn = j->x + n * s->k * L;
         float *dxn = j->dx ? j->dx + n * s->k * L : NULL;
-        if (j->act != ACT_LINEAR) { /* through the fused activation, from its output */
-            float *dz = j->sc.dz + t * j->sc.dz_floats;
-            act_backward(j->act, dz, dyn, j->out + n * s->c * plane, s->c * plane);
-            dyn = dz;
-        }
         if (db) channel_sums_add(db, dyn, s->c, plane);
         if (!dw && !dxn) continue;
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
@@ -125,12 +115,7 @@ void conv_transpose2d_backward(float *dx, float *dw, float *db, const float *dy,
     ConvTranspose2dJob j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .out = y, .act = act, .s = s};
     conv_scratch(&j.sc, ws, s, conv_transpose2d_dz_floats(s, act));
     parallel_run(j.sc.threads, conv_transpose2d_backward_task, &j);
-    /* the other tasks' gradients, in task order */
-    for (int t = 1; t < j.sc.threads; t++) {
-        const float *part = j.sc.part + (t - 1) * j.sc.part_floats;
-        if (dw) floats_add(dw, part, s->k * s->c * s->kh * s->kw);
-        if (db) floats_add(db, part + j.sc.part_db, s->c);
-    }
+    conv_tasks_reduce(&j.sc, dw, db, s->k * s->c * s->kh * s->kw, s->c);
 }
 
 int64_t conv_transpose2d_dz_floats(const ConvShape *s, Act act) {
