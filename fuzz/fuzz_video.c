@@ -16,6 +16,11 @@ static float frame_buf[3 * MAX_PIXELS];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     video_log_init();   /* FFmpeg quiet unless DD_FFMPEG_LOGLEVEL is set */
+    /* One decoder thread (FFMPEG's frame threads are not ours to fuzz, and
+     * starting six per input was most of the time), unless
+     * DD_FUZZ_DECODER_THREADS says otherwise (0: the runtime's default). */
+    const char *t = getenv("DD_FUZZ_DECODER_THREADS");
+    video_set_decoder_threads(t ? atoi(t) : 1);
     return 0;
 }
 

@@ -2,7 +2,8 @@
  * and the one registration table below. Constructors dd.nn.<Kind>{...} parse
  * options strictly against the kind's option list; methods are shared:
  *   forward(x) -> y        y is a buffer the layer owns, overwritten by the next forward
- *   backward(x, dy) -> dx  dx is owned too; parameter gradients are added (+=)
+ *   backward(x, dy [, into]) -> dx  dx is owned too, or written into the given
+ *                          tensor of x's shape; parameter gradients are added (+=)
  *   parameters() state_dict() load_state_dict(t [, {strict=}]) zero_grad()
  *   train() eval() num_parameters() output_shape(shape) reset_parameters()
  * Fields: m.<param name> (the tensor), m.kind, m.name, m.training. */
@@ -302,6 +303,7 @@ static int l_forward(lua_State *L) {
 }
 
 static int l_backward(lua_State *L) {
+    lua_settop(L, 4); /* slot 4: into or nil; what is pushed below goes above it */
     LLayer *u = llayer_check(L, 1);
     Layer *m = &u->m;
     Tensor *x = contiguous_arg(L, 2);
@@ -319,7 +321,25 @@ static int l_backward(lua_State *L) {
     Tensor *y = ltensor_test(L, -1);
     if (!y || y->ndim != ond || memcmp(y->shape, oshape, (size_t)ond * sizeof *oshape) != 0)
         return layer_error(L, 1, "backward: call forward with this input first");
-    Tensor *dx = owned_buffer(L, 1, UV_GRAD_INPUT, x->ndim, x->shape, dy);
+    Tensor *dx;
+    if (lua_isnoneornil(L, 4)) {
+        dx = owned_buffer(L, 1, UV_GRAD_INPUT, x->ndim, x->shape, dy);
+    } else {
+        /* into: the caller's buffer for dx (Sequential shares two among its layers) */
+        dx = ltensor_check(L, 4);
+        if (!tensor_is_contiguous(dx) || dx->ndim != x->ndim ||
+            memcmp(dx->shape, x->shape, (size_t)x->ndim * sizeof *x->shape) != 0) {
+            snprintf(err, sizeof err, "backward: 'into' must be a contiguous tensor of the input's shape %s, got %s%s",
+                     shape_format(a, sizeof a, x->ndim, x->shape), shape_format(b, sizeof b, dx->ndim, dx->shape),
+                     tensor_is_contiguous(dx) ? "" : " (not contiguous)");
+            return layer_error(L, 1, err);
+        }
+        if (dx->storage == dy->storage || dx->storage == x->storage || dx->storage == y->storage)
+            return layer_error(L, 1, "backward: 'into' shares memory with the input, the output or the gradient");
+        lua_pushvalue(L, 4);
+        lua_setiuservalue(L, 1, UV_GRAD_INPUT);
+        lua_pushvalue(L, 4);
+    }
     if (m->kind->backward(m, x, y, dy, dx, err)) return layer_error(L, 1, err);
     return 1;
 }

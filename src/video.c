@@ -37,6 +37,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static atomic_int decoder_threads; /* video_set_decoder_threads; 0: three per core */
+
+void video_set_decoder_threads(int n) { atomic_store(&decoder_threads, n > 0 ? n : 0); }
+
 /* ---- FFmpeg's log: remember the last error line of this thread ----
  * av_err2str alone often says only "Invalid data found when processing
  * input"; the line FFmpeg logged just before ("moov atom not found") is what
@@ -330,6 +334,8 @@ static int input_open(Video *v, int fill_info, char *err, size_t errlen) {
      * ingest at 0.93x the ffmpeg CLI with two per core, 1.0x with three). */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     v->dec->thread_count = (int)(cores > 0 ? (cores * 3 > 16 ? 16 : cores * 3) : 0);
+    int forced = atomic_load(&decoder_threads);
+    if (forced > 0) v->dec->thread_count = forced;
     v->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
     /* FFmpeg 5.1's APNG decoder can deadlock across frame threads on a
      * damaged file: a 336-byte fuzzer input hung `ffmpeg -i` as well, for

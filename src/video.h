@@ -47,6 +47,11 @@ typedef struct Video Video;
  * "debug", ...). Process-wide; idempotent. */
 void video_log_init(void);
 
+/* Decoder threads of every Video opened afterwards: 0 (the default) for
+ * three per core, else n. The fuzz harness decodes on one thread: FFmpeg's
+ * thread pool is not ours to test, and starting six threads per input was
+ * most of its time. */
+void video_set_decoder_threads(int n);
 Video *video_open(const char *path, char *err, size_t errlen);
 void video_close(Video *v);   /* accepts NULL */
 const VideoInfo *video_info(const Video *v);

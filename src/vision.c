@@ -8,17 +8,11 @@
 
 /* ---- silhouettes ---- */
 
-/* A value in [0, 1] as the 8-bit sample it came from (or is nearest to). */
-static inline int to_byte(float v) {
-    if (!(v > 0.0f)) return 0; /* also NaN */
-    if (v >= 1.0f) return 255;
-    return (int)floor((double)v * 255.0 + 0.5);
-}
-
-/* to_byte without branches or floor(): clamp, scale, add 0.5, truncate —
- * the same rounding for v in [0, 1] (NaN fails v > 0 and clamps to 0), as
- * selects the compiler vectorises (fminf/fmaxf would be library calls), for
- * the loop below that runs on every decoded pixel. */
+/* A value in [0, 1] as the 8-bit sample it came from (or is nearest to),
+ * without branches or floor(): clamp, scale, add 0.5, truncate (NaN fails
+ * v > 0 and clamps to 0), as selects the compiler vectorises (fminf/fmaxf
+ * would be library calls), for the loop below that runs on every decoded
+ * pixel. */
 static inline int to_byte_fast(float v) {
     v = v > 0.0f ? v : 0.0f;
     v = v < 1.0f ? v : 1.0f;

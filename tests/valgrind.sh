@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # valgrind.sh: valgrind memcheck over the C tests of tensors and layers, the
-# normal -O2 build in build/tests/ (it finds what ASan cannot: reads of
+# normal (-O3) build in build/tests/ (it finds what ASan cannot: reads of
 # uninitialised memory). Any memcheck error, or a leak that is definitely
 # lost, fails the binary. One TAP line per binary.
 # `make test` runs the quick ones (~20 s); `make valgrind` (VALGRIND_ALL=1)
