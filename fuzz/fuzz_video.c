@@ -21,6 +21,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
      * DD_FUZZ_DECODER_THREADS says otherwise (0: the runtime's default). */
     const char *t = getenv("DD_FUZZ_DECODER_THREADS");
     video_set_decoder_threads(t ? atoi(t) : 1);
+    /* Frames up to 512x512: a fuzzed header declaring 8000x8000 would make
+     * FFmpeg allocate (and the kernel zero) hundreds of MB per input. The
+     * size checks themselves are exercised below that limit. */
+    video_set_max_pixels(MAX_PIXELS);
     return 0;
 }
 

@@ -12,7 +12,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 2
 name=$1 seconds=$2
 shift 2
-bin=build-fuzz/fuzz_$name
+bin=${FUZZ_BUILD:-build-fuzz}/fuzz_$name   # FUZZ_BUILD: another build of the harnesses (mk/fuzz.mk)
 [ -x "$bin" ] || { echo "run.sh: $bin is not built (make fuzz-build)" >&2; exit 2; }
 mkdir -p "build-fuzz/corpus/$name" "build-fuzz/crashes/$name"
 malloc_limit=512 leaks=1

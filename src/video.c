@@ -39,7 +39,10 @@
 
 static atomic_int decoder_threads; /* video_set_decoder_threads; 0: three per core */
 
+static atomic_llong max_pixels;    /* video_set_max_pixels; 0: FFmpeg's limit */
+
 void video_set_decoder_threads(int n) { atomic_store(&decoder_threads, n > 0 ? n : 0); }
+void video_set_max_pixels(int64_t n) { atomic_store(&max_pixels, n > 0 ? n : 0); }
 
 /* ---- FFmpeg's log: remember the last error line of this thread ----
  * av_err2str alone often says only "Invalid data found when processing
@@ -336,6 +339,8 @@ static int input_open(Video *v, int fill_info, char *err, size_t errlen) {
     v->dec->thread_count = (int)(cores > 0 ? (cores * 3 > 16 ? 16 : cores * 3) : 0);
     int forced = atomic_load(&decoder_threads);
     if (forced > 0) v->dec->thread_count = forced;
+    long long most = atomic_load(&max_pixels);
+    if (most > 0) v->dec->max_pixels = most;
     v->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
     /* FFmpeg 5.1's APNG decoder can deadlock across frame threads on a
      * damaged file: a 336-byte fuzzer input hung `ffmpeg -i` as well, for

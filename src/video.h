@@ -52,6 +52,10 @@ void video_log_init(void);
  * thread pool is not ours to test, and starting six threads per input was
  * most of its time. */
 void video_set_decoder_threads(int n);
+/* Frames above n pixels are refused by the decoder (AVCodecContext
+ * max_pixels) in every Video opened afterwards; 0 (the default) leaves
+ * FFmpeg's own limit. The fuzz harness keeps its frames small with it. */
+void video_set_max_pixels(int64_t n);
 Video *video_open(const char *path, char *err, size_t errlen);
 void video_close(Video *v);   /* accepts NULL */
 const VideoInfo *video_info(const Video *v);
