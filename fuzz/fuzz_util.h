@@ -7,6 +7,7 @@
 #ifndef DD_FUZZ_UTIL_H
 #define DD_FUZZ_UTIL_H
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,9 +28,18 @@ static inline const char *fuzz_file(const uint8_t *data, size_t size) {
     static int fd = -1;
     static char path[64];
     if (fd < 0) {
-        fd = memfd_create("fuzz-input", MFD_CLOEXEC);
+        /* DD_FUZZ_LAST_INPUT=/dev/shm/x keeps each input in a real file, so
+         * the input survives a crash that kills the process before libFuzzer
+         * can save it (glibc's abort on heap corruption holds malloc's lock) */
+        const char *keep = getenv("DD_FUZZ_LAST_INPUT");
+        if (keep && strlen(keep) < sizeof path) {
+            fd = open(keep, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            snprintf(path, sizeof path, "%s", keep);
+        } else {
+            fd = memfd_create("fuzz-input", MFD_CLOEXEC);
+            snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        }
         FUZZ_CHECK(fd >= 0);
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     }
     FUZZ_CHECK(ftruncate(fd, 0) == 0);
     size_t done = 0;

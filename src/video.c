@@ -806,6 +806,12 @@ int video_frame_to_float(Video *v, float *dst, int out_h, int out_w, char *err, 
     struct SwsContext *c = sws_getCachedContext(v->sws, f->width, f->height, f->format, sw, sh, AV_PIX_FMT_RGB24,
                                                 flags, NULL, NULL, NULL);
     if (!c) {
+        /* sws_getCachedContext has freed the old context when it could not
+         * make the new one: forget it (found by fuzz_video: a WebM whose
+         * frames change to a size the scaler refuses; the next frame used
+         * the freed context) */
+        v->sws = NULL;
+        v->sws_colorspace = v->sws_range = -1;
         const char *name = av_get_pix_fmt_name(f->format);
         return fail_msg(err, errlen, v->path, "cannot convert %dx%d %s frames to %dx%d RGB", f->width, f->height,
                         name ? name : "(unknown format)", sw, sh);
