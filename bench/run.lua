@@ -162,7 +162,7 @@ local function train_seconds(model, x, y, reps)
     opt:zero_grad()
     local out = model:forward(x)
     mse:forward(out, y)
-    model:backward(x, mse:backward(out, y))
+    model:backward(x, mse:backward(out, y), false) -- as the peer: no input gradient
     opt:step()
   end)
 end

@@ -3,7 +3,8 @@
  * options strictly against the kind's option list; methods are shared:
  *   forward(x) -> y        y is a buffer the layer owns, overwritten by the next forward
  *   backward(x, dy [, into]) -> dx  dx is owned too, or written into the given
- *                          tensor of x's shape; parameter gradients are added (+=)
+ *                          tensor of x's shape; parameter gradients are added (+=);
+ *                          into = false: no dx wanted (returns nothing)
  *   parameters() state_dict() load_state_dict(t [, {strict=}]) zero_grad()
  *   train() eval() num_parameters() output_shape(shape) reset_parameters()
  * Fields: m.<param name> (the tensor), m.kind, m.name, m.training. */
@@ -322,6 +323,13 @@ static int l_backward(lua_State *L) {
     if (!y || y->ndim != ond || memcmp(y->shape, oshape, (size_t)ond * sizeof *oshape) != 0)
         return layer_error(L, 1, "backward: call forward with this input first");
     Tensor *dx;
+    if (lua_isboolean(L, 4) && !lua_toboolean(L, 4)) {
+        /* false: no input gradient wanted (the model's input); kinds that
+         * can skip it do, the others compute it into their own buffer */
+        dx = m->kind->skips_dx ? NULL : owned_buffer(L, 1, UV_GRAD_INPUT, x->ndim, x->shape, dy);
+        if (m->kind->backward(m, x, y, dy, dx, err)) return layer_error(L, 1, err);
+        return 0;
+    }
     if (lua_isnoneornil(L, 4)) {
         dx = owned_buffer(L, 1, UV_GRAD_INPUT, x->ndim, x->shape, dy);
     } else {

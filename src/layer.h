@@ -11,6 +11,7 @@
  *   kind->shape(m, in -> out)  the one shape check, shared by forward and backward
  *   kind->forward(m, x, y)     y is owned by the layer (reused between calls)
  *   kind->backward(m, x, y, dy, dx)  adds parameter gradients (+=), writes dx
+ *                              (dx NULL: no input gradient, for kinds with skips_dx)
  *   kind->destroy(m)           frees what forward saved for backward
  * Tensors given to forward/backward are contiguous; x and y are the ones of
  * the latest forward (Torch7's contract). */
@@ -79,6 +80,9 @@ struct LayerKind {
     int (*forward)(Layer *m, const Tensor *x, Tensor *y, char *err);
     int (*backward)(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy, Tensor *dx, char *err);
     void (*destroy)(Layer *m); /* may be NULL */
+    /* backward accepts dx == NULL and then skips the input gradient (asked
+     * for with backward(x, dy, false): the model's input needs none) */
+    int skips_dx;
 };
 
 /* Declares parameter i (the binding allocates it). Returns its index. */

@@ -131,7 +131,7 @@ static void activation_backward_range(void *arg, int64_t lo, int64_t hi) {
         parallel_for(tensor_numel(x), ACTIVATION_BLOCK, activation_backward_range, &j);                    \
         return 0;                                                                                          \
     }                                                                                                      \
-    const LayerKind KIND##_kind = {NAME, no_options, 0, no_init, same_shape, KIND##_fwd, KIND##_bwd, NULL};
+    const LayerKind KIND##_kind = {NAME, no_options, 0, no_init, same_shape, KIND##_fwd, KIND##_bwd, NULL, 0};
 
 ACTIVATION_KIND(relu, "ReLU", y)
 ACTIVATION_KIND(sigmoid, "Sigmoid", y)

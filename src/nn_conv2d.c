@@ -298,4 +298,4 @@ static int conv2d_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *
 }
 
 const LayerKind conv2d_kind = {"Conv2d", conv2d_options, sizeof(Conv2dCfg), conv2d_init, conv2d_shape,
-                               conv2d_fwd, conv2d_bwd, NULL};
+                               conv2d_fwd, conv2d_bwd, NULL, .skips_dx = 1};

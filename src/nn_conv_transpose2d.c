@@ -349,4 +349,4 @@ static int conv_transpose2d_bwd(Layer *m, const Tensor *x, const Tensor *y, cons
 
 const LayerKind conv_transpose2d_kind = {"ConvTranspose2d", conv_transpose2d_options, sizeof(ConvTranspose2dCfg),
                                          conv_transpose2d_init, conv_transpose2d_shape, conv_transpose2d_fwd,
-                                         conv_transpose2d_bwd, NULL};
+                                         conv_transpose2d_bwd, NULL, .skips_dx = 1};

@@ -64,4 +64,4 @@ static int dropout_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor 
 static void dropout_destroy(Layer *m) { saved_free(&((DropoutCfg *)m->cfg)->mask); }
 
 const LayerKind dropout_kind = {"Dropout", dropout_options, sizeof(DropoutCfg), dropout_init, dropout_shape,
-                                dropout_fwd, dropout_bwd, dropout_destroy};
+                                dropout_fwd, dropout_bwd, dropout_destroy, 0};

@@ -90,10 +90,10 @@ static int linear_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *
         act_backward(c->act, dz, g, tensor_data(y), rows * c->out);
         g = dz;
     }
-    linear_backward(tensor_data(dx), tensor_data(m->params[0].grad), c->bias ? tensor_data(m->params[1].grad) : NULL,
+    linear_backward(dx ? tensor_data(dx) : NULL, tensor_data(m->params[0].grad), c->bias ? tensor_data(m->params[1].grad) : NULL,
                     g, tensor_data(x), tensor_data(m->params[0].value), rows, c->in, c->out);
     return 0;
 }
 
 const LayerKind linear_kind = {"Linear", linear_options, sizeof(LinearCfg), linear_init, linear_shape,
-                               linear_fwd, linear_bwd, NULL};
+                               linear_fwd, linear_bwd, NULL, .skips_dx = 1};

@@ -381,7 +381,9 @@ static int lstm_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy
     for (int k = c->layers - 1; k >= 0; k--) {
         const LstmSaved *s = &c->saved[k];
         const int64_t in_k = k ? H : c->in;
-        lstm_layer_backward(dbelow, DP(k, 0), DP(k, 1), DP(k, 2), dgates, dc, dh, layer_input(c, k), s->gates.data,
+        /* the first layer's input gradient only when asked for */
+        lstm_layer_backward(k == 0 && !dx ? NULL : dbelow, DP(k, 0), DP(k, 1), DP(k, 2), dgates, dc, dh,
+                            layer_input(c, k), s->gates.data,
                             s->c.data, s->tc.data, s->h.data, P(k, 0), P(k, 1), T, B, in_k, H, c->act);
         if (k > 0 && c->dropped)
             for (int64_t i = 0; i < N * H; i++) dbelow[i] *= s->mask.data[i];
@@ -389,7 +391,7 @@ static int lstm_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy
         dh = dbelow;
         dbelow = tmp;
     }
-    swap_leading(tensor_data(dx), dh, T, B, c->in);
+    if (dx) swap_leading(tensor_data(dx), dh, T, B, c->in);
     return 0;
 }
 
@@ -410,7 +412,7 @@ static void lstm_destroy(Layer *m) {
 }
 
 const LayerKind lstm_kind = {"LSTM", lstm_options, sizeof(LstmCfg), lstm_init, lstm_shape,
-                             lstm_fwd, lstm_bwd, lstm_destroy};
+                             lstm_fwd, lstm_bwd, lstm_destroy, .skips_dx = 1};
 
 /* ---- sizes and stepping ---- */
 

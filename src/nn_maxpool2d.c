@@ -226,4 +226,4 @@ static int maxpool2d_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tenso
 static void maxpool2d_destroy(Layer *m) { saved_free(&((MaxPool2dCfg *)m->cfg)->argmax); }
 
 const LayerKind maxpool2d_kind = {"MaxPool2d", maxpool2d_options, sizeof(MaxPool2dCfg), maxpool2d_init,
-                                  maxpool2d_shape, maxpool2d_fwd, maxpool2d_bwd, maxpool2d_destroy};
+                                  maxpool2d_shape, maxpool2d_fwd, maxpool2d_bwd, maxpool2d_destroy, 0};

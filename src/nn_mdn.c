@@ -85,7 +85,7 @@ static int mdn_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy,
     return 0;
 }
 
-const LayerKind mdn_kind = {"MDN", mdn_options, sizeof(MdnCfg), mdn_init, mdn_shape, mdn_fwd, mdn_bwd, NULL};
+const LayerKind mdn_kind = {"MDN", mdn_options, sizeof(MdnCfg), mdn_init, mdn_shape, mdn_fwd, mdn_bwd, NULL, 0};
 
 int mdn_mixtures(const Layer *m) { return ((const MdnCfg *)m->cfg)->k; }
 int mdn_out_features(const Layer *m) { return ((const MdnCfg *)m->cfg)->d; }

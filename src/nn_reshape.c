@@ -28,7 +28,7 @@ static int copy_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy
     return 0;
 }
 
-const LayerKind flatten_kind = {"Flatten", flatten_options, 0, flatten_init, flatten_shape, copy_fwd, copy_bwd, NULL};
+const LayerKind flatten_kind = {"Flatten", flatten_options, 0, flatten_init, flatten_shape, copy_fwd, copy_bwd, NULL, 0};
 
 typedef struct ReshapeCfg {
     int ndim;
@@ -68,4 +68,4 @@ static int reshape_shape(const Layer *m, int ndim, const int64_t *in, int *ondim
 }
 
 const LayerKind reshape_kind = {"Reshape", reshape_options, sizeof(ReshapeCfg), reshape_init, reshape_shape,
-                                copy_fwd, copy_bwd, NULL};
+                                copy_fwd, copy_bwd, NULL, 0};

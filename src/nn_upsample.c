@@ -144,4 +144,4 @@ static int upsample_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor
 }
 
 const LayerKind upsample_kind = {"Upsample", upsample_options, sizeof(UpsampleCfg), upsample_init, upsample_shape,
-                                 upsample_fwd, upsample_bwd, NULL};
+                                 upsample_fwd, upsample_bwd, NULL, 0};

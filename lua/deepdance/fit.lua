@@ -294,7 +294,7 @@ local function train_epoch(run, epoch, resume)
     local out = model:forward(xb)
     local batch_logs = { size = n, loss = loss:forward(out, yb) }
     for _, m in ipairs(run.metrics) do batch_logs[m.name] = metric_value(m, out, yb) end
-    model:backward(xb, loss:backward(out, yb))
+    model:backward(xb, loss:backward(out, yb), false) -- the data needs no gradient
     opt:step()
 
     seen = seen + n

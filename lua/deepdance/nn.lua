@@ -104,9 +104,12 @@ local function grad_buffer(pool, k, n)
   return buf
 end
 
---- backward(x, dy) -> dx, after forward(x); accumulates parameter gradients.
--- dx is valid until the next backward of this model.
-function Sequential:backward(x, dy)
+--- backward(x, dy [, false]) -> dx, after forward(x); accumulates parameter
+-- gradients. dx is valid until the next backward of this model. With false
+-- the caller wants no dx (x is data, as in training): the first layer skips
+-- its input gradient where it can, and nothing is returned.
+function Sequential:backward(x, dy, want_dx)
+  local no_dx = want_dx == false
   local inputs = self._inputs
   if not inputs or inputs[1] ~= x then
     if not inputs then error("Sequential: backward called before forward", 2) end
@@ -124,9 +127,12 @@ function Sequential:backward(x, dy)
     local ok, dx
     if getmetatable(m) == Sequential then
       m._grad_pool, m._grad_skip = pool, cur
-      ok, dx = pcall(m.backward, m, xi, dy)
+      if no_dx and i == 1 then ok, dx = pcall(m.backward, m, xi, dy, false)
+      else ok, dx = pcall(m.backward, m, xi, dy) end
       m._grad_skip = nil
       if ok then cur = m._grad_last end
+    elseif no_dx and i == 1 and type(m) == "userdata" then
+      ok, dx = pcall(m.backward, m, xi, dy, false)
     elseif type(m) == "userdata" and getmetatable(xi) == TENSOR_MT and xi:is_contiguous() and xi:numel() > 0 then
       local k = cur == 1 and 2 or 1
       local into = grad_buffer(pool, k, xi:numel()):narrow(1, 1, xi:numel()):view(xi:size())
@@ -139,6 +145,7 @@ function Sequential:backward(x, dy)
     if not ok then error(prefixed(i, m, dx), 2) end
     dy = dx
   end
+  if no_dx then dy, cur = nil, nil end
   self._grad_last = cur
   self.grad_input = dy
   return dy

@@ -98,3 +98,36 @@ describe("gradient buffers (seed " .. seed .. ")", function()
     h.assert_contains(h.error_of(l.backward, l, x, dy, "buffer"), "Tensor expected, got string")
   end)
 end)
+
+describe("backward without an input gradient (seed " .. seed .. ")", function()
+  -- One model per first layer kind that can skip dx, and one that cannot.
+  local cases = {
+    { name = "Conv2d first (nested)", make = model, x = function() return dd.randn(3, 2, 8, 10) end,
+      dy = function() return dd.randn(3, 2, 8, 10) end },
+    { name = "LSTM stack", make = function()
+        return nn.Sequential{ nn.LSTM{5, 7, num_layers = 2, dropout = 0.3}, nn.Linear{7, 3} }
+      end, x = function() return dd.randn(4, 6, 5) end, dy = function() return dd.randn(4, 6, 3) end },
+    { name = "Linear", make = function() return nn.Sequential{ nn.Linear{5, 4, activation = "tanh"}, nn.Linear{4, 2} } end,
+      x = function() return dd.randn(3, 5) end, dy = function() return dd.randn(3, 2) end },
+    { name = "ReLU first (cannot skip)", make = function() return nn.Sequential{ nn.ReLU(), nn.Linear{5, 2} } end,
+      x = function() return dd.randn(3, 5) end, dy = function() return dd.randn(3, 2) end },
+  }
+  for _, case in ipairs(cases) do
+    it("gives the same parameter gradients and returns nothing: " .. case.name, function()
+      dd.manual_seed(seed)
+      local a = case.make()
+      local b = case.make()
+      b:load_state_dict(a:state_dict())
+      a:train(); b:train()
+      local x, dy = case.x(), case.dy()
+      dd.manual_seed(seed + 1) -- the same dropout masks in both
+      a:forward(x)
+      dd.manual_seed(seed + 1)
+      b:forward(x)
+      assert.is_nil(a:backward(x, dy, false))
+      assert.is_not_nil(b:backward(x, dy))
+      local pa, pb = a:parameters(), b:parameters()
+      for i = 1, #pa do assert.are.equal(0, h.max_diff(pa[i].grad, pb[i].grad), pa[i].name) end
+    end)
+  end
+end)
