@@ -19,6 +19,8 @@ extern const char *const act_names; /* for error messages */
 
 /* y = f(y), in place. */
 void act_forward(Act a, float *y, int64_t n);
+/* y = f(y + b), in place: a layer's bias and activation in one pass. */
+void act_forward_bias(Act a, float *y, float b, int64_t n);
 /* dz = dy * f'(z) computed from the output y = f(z); dz may be dy. */
 void act_backward(Act a, float *dz, const float *dy, const float *y, int64_t n);
 

@@ -198,17 +198,16 @@ void conv_images_forward(float *y, const float *x, const float *w, const float *
     for (int64_t n = n0; n < n1; n++) {
         const float *xn = x + n * s->c * s->h * s->w;
         float *yn = y + n * s->k * L;
-        if (b) channel_fill(yn, b, s->k, L); /* then the GEMM adds onto it (beta 1) */
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
             int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
             int64_t ldcol;
             const float *col = conv_band_columns(tile, xn, s, oy0, oy1, &ldcol);
             /* y[n][:, band] (K, cols) = W (K, C*KH*KW) @ col (C*KH*KW, cols) */
-            blas_sgemm(0, 0, (int)s->k, (int)cols, (int)ckk, 1.0f, w, (int)ckk, col, (int)ldcol, b ? 1.0f : 0.0f,
+            blas_sgemm(0, 0, (int)s->k, (int)cols, (int)ckk, 1.0f, w, (int)ckk, col, (int)ldcol, 0.0f,
                        yn + oy0 * s->ow, (int)L);
-            /* the fused activation, while the band is in cache */
-            if (act != ACT_LINEAR)
-                for (int64_t k = 0; k < s->k; k++) act_forward(act, yn + k * L + oy0 * s->ow, cols);
+            /* the bias and the fused activation in one pass, while the band is in cache */
+            if (b || act != ACT_LINEAR)
+                for (int64_t k = 0; k < s->k; k++) act_forward_bias(act, yn + k * L + oy0 * s->ow, b ? b[k] : 0.0f, cols);
         }
     }
 }

@@ -88,6 +88,19 @@ void act_forward(Act a, float *y, int64_t n) {
     }
 }
 
+void act_forward_bias(Act a, float *y, float b, int64_t n) {
+    if (a == ACT_RELU) {
+        for (int64_t i = 0; i < n; i++) {
+            float v = y[i] + b;
+            y[i] = v > 0 ? v : 0;
+        }
+        return;
+    }
+    if (b != 0.0f)
+        for (int64_t i = 0; i < n; i++) y[i] += b;
+    act_forward(a, y, n);
+}
+
 void act_backward(Act a, float *dz, const float *dy, const float *y, int64_t n) {
     switch (a) {
     case ACT_LINEAR:
