@@ -323,14 +323,12 @@ static int l_backward(lua_State *L) {
     if (!y || y->ndim != ond || memcmp(y->shape, oshape, (size_t)ond * sizeof *oshape) != 0)
         return layer_error(L, 1, "backward: call forward with this input first");
     Tensor *dx;
-    if (lua_isboolean(L, 4) && !lua_toboolean(L, 4)) {
+    const int no_dx = lua_isboolean(L, 4) && !lua_toboolean(L, 4);
+    if (no_dx) {
         /* false: no input gradient wanted (the model's input); kinds that
          * can skip it do, the others compute it into their own buffer */
         dx = m->kind->skips_dx ? NULL : owned_buffer(L, 1, UV_GRAD_INPUT, x->ndim, x->shape, dy);
-        if (m->kind->backward(m, x, y, dy, dx, err)) return layer_error(L, 1, err);
-        return 0;
-    }
-    if (lua_isnoneornil(L, 4)) {
+    } else if (lua_isnoneornil(L, 4)) {
         dx = owned_buffer(L, 1, UV_GRAD_INPUT, x->ndim, x->shape, dy);
     } else {
         /* into: the caller's buffer for dx (Sequential shares two among its layers) */
@@ -349,7 +347,7 @@ static int l_backward(lua_State *L) {
         lua_pushvalue(L, 4);
     }
     if (m->kind->backward(m, x, y, dy, dx, err)) return layer_error(L, 1, err);
-    return 1;
+    return no_dx ? 0 : 1;
 }
 
 /* ---- parameters ---- */

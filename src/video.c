@@ -336,9 +336,8 @@ static int input_open(Video *v, int fill_info, char *err, size_t errlen) {
      * the decoder stalls whenever the caller works (measured on 2 cores:
      * ingest at 0.93x the ffmpeg CLI with two per core, 1.0x with three). */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    v->dec->thread_count = (int)(cores > 0 ? (cores * 3 > 16 ? 16 : cores * 3) : 0);
     int forced = atomic_load(&decoder_threads);
-    if (forced > 0) v->dec->thread_count = forced;
+    v->dec->thread_count = forced > 0 ? forced : (int)(cores > 0 ? (cores * 3 > 16 ? 16 : cores * 3) : 0);
     long long most = atomic_load(&max_pixels);
     if (most > 0) v->dec->max_pixels = most;
     v->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;

@@ -121,15 +121,15 @@ function Sequential:backward(x, dy, want_dx)
   if not pool then pool = {}; self._grad_pool = pool end
   -- which pool buffer holds dy: nil for the caller's tensor, or the one a
   -- parent Sequential says its gradient is in
-  local cur = rawget(self, "_grad_skip")
+  local cur = rawget(self, "_grad_dy_buffer")
   for i = #self.modules, 1, -1 do
     local m, xi = self.modules[i], inputs[i]
     local ok, dx
     if getmetatable(m) == Sequential then
-      m._grad_pool, m._grad_skip = pool, cur
+      m._grad_pool, m._grad_dy_buffer = pool, cur
       if no_dx and i == 1 then ok, dx = pcall(m.backward, m, xi, dy, false)
       else ok, dx = pcall(m.backward, m, xi, dy) end
-      m._grad_skip = nil
+      m._grad_dy_buffer = nil
       if ok then cur = m._grad_last end
     elseif no_dx and i == 1 and type(m) == "userdata" then
       ok, dx = pcall(m.backward, m, xi, dy, false)
