@@ -72,7 +72,7 @@ end
 ---------------------------------------------------------------------------
 
 local TRAIN_OPTIONS = { "data", "out", "epochs", "batch_size", "lr", "validation_split", "latent", "filters", "seed",
-  "resume", "progress", "output", "lr_patience", "min_lr", "max_frames", "loss", "output_bias" }
+  "resume", "progress", "output", "lr_patience", "min_lr", "max_frames", "loss", "output_bias", "variant" }
 
 -- The decoder's last convolution (before its Sigmoid) starts at the training
 -- frames' mean brightness when output_bias='mean'. Silhouettes are mostly white:
@@ -107,7 +107,8 @@ end
 
 --- train_autoencoder{data=PATH, out=DIR, epochs=27, batch_size=128, lr=1e-3, validation_split=0.1,
 --   latent=128, filters=32, seed=1, resume=false, progress=, output=io.stdout, lr_patience=20,
---   min_lr=1e-4, max_frames=, loss='mse'|'bce'|'bce+dice'|'mse+dice', output_bias='zero'|'mean'} -> history, model
+--   min_lr=1e-4, max_frames=, loss='mse'|'bce'|'bce+dice'|'mse+dice', output_bias='zero'|'mean',
+--   variant='original'|'strided'} -> history, model
 -- The defaults are the original's (MSE, zero biases); loss='bce' and
 -- output_bias='mean' train much faster on mostly-white silhouettes.
 -- The model comes back in eval mode with the weights of the last epoch (best.safetensors
@@ -130,6 +131,7 @@ dance.train_autoencoder = util.public(function(opts)
   local max_frames = util.check(fn, "max_frames", o.max_frames, "integer", nil)
   local loss_name = util.choice(fn, "loss", o.loss, { "mse", "bce", "bce+dice", "mse+dice" }, "mse")
   local output_bias = util.choice(fn, "output_bias", o.output_bias, { "zero", "mean" }, "zero")
+  local variant = util.choice(fn, "variant", o.variant, { "original", "strided" }, "original")
   local split = o.validation_split
   if split == nil then split = 0.1 end
   if type(split) ~= "number" or split < 0 or split >= 1 then
@@ -157,7 +159,7 @@ dance.train_autoencoder = util.public(function(opts)
       n_train, n - n_train), 0)
   end
 
-  local model_options = { latent = latent, filters = filters, height = fs.height, width = fs.width }
+  local model_options = { latent = latent, filters = filters, height = fs.height, width = fs.width, variant = variant }
   local config = {
     model_options = model_options, data = data, frames = n, n_train = n_train, n_val = n - n_train,
     validation_split = split, epochs = epochs, batch_size = batch_size, lr = lr, seed = seed,
@@ -209,7 +211,7 @@ dance.train_autoencoder = util.public(function(opts)
   recon_sheet(shown, fs, spread(first, n, 8), out .. "/recon.png")
   if #history.epoch > 0 then
     local plotted, err = pcall(dance.plot_curves, history, out .. "/curves.png",
-      { title = ("autoencoder %s (latent %d, filters %d)"):format(out, latent, filters),
+      { title = ("autoencoder %s (%s, latent %d, filters %d)"):format(out, variant, latent, filters),
         metrics = { "loss", "binary_accuracy", "iou" } })
     if not plotted then output:write("train_autoencoder: no curves plotted: ", tostring(err), "\n") end
   end
@@ -233,7 +235,7 @@ local function options_from_fit_state(meta)
     if cb.kind == "s:ModelCheckpoint" and type(saved) == "table" then
       local options = {}
       for k, v in pairs(saved) do
-        if math.type(v) ~= "integer" then return nil end
+        if math.type(v) ~= "integer" and not (k == "variant" and type(v) == "string") then return nil end
         options[k] = v
       end
       return options
