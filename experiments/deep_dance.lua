@@ -19,14 +19,21 @@ p:option("--progress", "bar, lines or none"):choices{ "bar", "lines", "none" }
 local o = dd.cli.parse(p, arg)
 if not o then return end
 
--- The two scales. demo: small enough to finish in minutes on 2 cores; it uses
--- the training choices that converge fast on mostly-white silhouettes (BCE,
--- output started at the mean brightness, 16 filters). paper: the original.
+-- The scales. demo: small enough to finish in minutes on 2 cores, so it
+-- trades the original's model for ours where that learns more per second:
+-- the strided autoencoder (no 3x3 convolution at full resolution, 16
+-- filters), BCE + Dice, the output started at the mean brightness, a cosine
+-- learning-rate decay, mirrored and shifted training frames, 12 minutes of
+-- video (2160 frames: with 4 the autoencoder overfits, train IoU 0.75
+-- against 0.63 held out), and a code normalized to unit RMS per latent for
+-- the sequence models.
+-- paper: the original, layer for layer and setting for setting.
 local PRESETS = {
   demo = {
-    minutes = 4, video_fps = 12,
-    ae = { epochs = 8, batch_size = 16, filters = 16, latent = 128, loss = "bce", output_bias = "mean", lr = 1e-3 },
-    seq = { epochs = 60, batch_size = 64, split = 0.9, patience = 15 },
+    minutes = 12, video_fps = 6,
+    ae = { epochs = 20, batch_size = 16, filters = 16, latent = 128, loss = "bce+dice", output_bias = "mean", lr = 1e-3,
+           variant = "strided", lr_schedule = "cosine", min_lr = 1e-5, flip = true, shift_x = 16, normalize_code = true },
+    seq = { epochs = 20, batch_size = 64, split = 0.9, patience = 8 },
     mdn = { mixtures = 5 },
     steps = 1000, video_steps = 200, interpolate = 4,
   },

@@ -27,6 +27,12 @@ p:option("--output-bias", "zero (the original's) or mean: start the output at th
   :choices{ "zero", "mean" }
 p:option("--variant", "original (the paper's layer table) or strided (ours: sharper, 5x fewer FLOPs)", "original")
   :choices{ "original", "strided" }
+p:option("--lr-schedule", "plateau (the original's ReduceLROnPlateau) or cosine (down to --min-lr over the epochs)", "plateau")
+  :choices{ "plateau", "cosine" }
+p:flag("--flip", "augment: mirror each training frame with probability 1/2")
+p:option("--shift-x", "augment: shift training frames by up to N pixels left or right", "0"):convert(math.tointeger)
+p:option("--shift-y", "augment: shift training frames by up to N pixels up or down", "0"):convert(math.tointeger)
+p:flag("--normalize-code", "after training, rescale best.safetensors so each latent has an RMS of 1 (same reconstructions)")
 p:flag("--resume", "continue OUT/last.safetensors")
 local o = dd.cli.parse(p, arg)
 if not o then return end
@@ -37,6 +43,8 @@ local history = dd.dance.train_autoencoder{
   validation_split = o.validation_split, latent = o.latent, filters = o.filters, seed = o.seed,
   resume = o.resume, progress = o.progress, lr_patience = o.lr_patience, min_lr = o.min_lr,
   max_frames = o.max_frames, loss = o.loss, output_bias = o.output_bias, variant = o.variant,
+  lr_schedule = o.lr_schedule, flip = o.flip, shift_x = o.shift_x, shift_y = o.shift_y,
+  normalize_code = o.normalize_code,
 }
 local last = history.rows[#history.rows]
 if last then

@@ -6,6 +6,7 @@
  *   components(mask [, {foreground='light'}]) -> labels, count, areas
  *   resize(t, h, w [, {filter='area'|'bilinear', fit='stretch'|'crop'|'pad', pad_value=1}])
  *   to_grey(t)
+ *   flip_shift(t, {flip=false, dx=0, dy=0, fill=1})   (augmentation: per image or for all)
  * Arguments are checked here; every buffer the kernels use is a Lua userdata,
  * so an error raised at any point leaks nothing. */
 #include "bind.h"
@@ -479,7 +480,70 @@ static int l_to_grey(lua_State *L) {
     return 1;
 }
 
+/* opts[key]: one value for every image, or a list of one per image; the
+ * n values go to out (0 when absent; flags may be booleans or 0/1). */
+static void per_image(lua_State *L, int opts, const char *fn, const char *key, int64_t n, int64_t lo, int64_t hi,
+                      int64_t *out) {
+    int t = lua_getfield(L, opts, key);
+    int list = t == LUA_TTABLE;
+    if (list && (int64_t)luaL_len(L, -1) != n)
+        dd_error(L, "%s: option '%s' lists %lld values for %lld images", fn, key, (long long)luaL_len(L, -1), (long long)n);
+    if (t != LUA_TNIL && !list && t != LUA_TNUMBER && !(hi == 1 && t == LUA_TBOOLEAN))
+        dd_error(L, "%s: option '%s' must be %s or a list of one per image, got %s", fn, key,
+                 hi == 1 ? "a boolean" : "an integer", luaL_typename(L, -1));
+    for (int64_t i = 0; i < n; i++) {
+        if (t == LUA_TNIL) {
+            out[i] = 0;
+            continue;
+        }
+        int vt = list ? lua_rawgeti(L, -1, (lua_Integer)i + 1) : (lua_pushvalue(L, -1), t);
+        if (hi == 1 && vt == LUA_TBOOLEAN) {
+            out[i] = lua_toboolean(L, -1);
+        } else {
+            int isint = 0;
+            lua_Integer x = lua_tointegerx(L, -1, &isint);
+            if (vt != LUA_TNUMBER || !isint)
+                dd_error(L, "%s: option '%s'%s must be %s, got %s", fn, key, list ? " (an entry)" : "",
+                         hi == 1 ? "a boolean (or 0/1)" : "an integer", larg_describe(L, -1));
+            if (x < lo || x > hi)
+                dd_error(L, "%s: option '%s' must be in [%lld, %lld], got %lld", fn, key, (long long)lo, (long long)hi,
+                         (long long)x);
+            out[i] = x;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* flip_shift(t, {flip=false, dx=0, dy=0, fill=1}): t is (H,W), (C,H,W) or
+ * (N,C,H,W); each image is mirrored left-right where flip, then moved dx
+ * pixels right and dy down, uncovered pixels set to fill. flip, dx and dy
+ * are one value for all images or a list of one per image. A new tensor. */
+static int l_flip_shift(lua_State *L) {
+    const char *fn = "vision.flip_shift";
+    static const char *const known[] = {"flip", "dx", "dy", "fill", NULL};
+    if (lua_gettop(L) < 1 || lua_gettop(L) > 2) return dd_error(L, "%s: expected (t [, opts]), got %d arguments", fn, lua_gettop(L));
+    Tensor *t = tensor_arg(L, 1, fn, "input");
+    int64_t planes, h, w;
+    image_dims(L, t, fn, "input", 2, &planes, &h, &w);
+    if (lua_isnoneornil(L, 2)) lua_settop(L, 1), lua_newtable(L);
+    if (!lua_istable(L, 2)) return dd_error(L, "%s: opts must be a table, got %s", fn, luaL_typename(L, 2));
+    lopts_check(L, 2, fn, known);
+    int64_t n = t->ndim == 4 ? t->shape[0] : 1, c = planes / n;
+    int64_t *v = scratch_push(L, (size_t)n * 3 * sizeof(int64_t));
+    per_image(L, 2, fn, "flip", n, 0, 1, v);
+    per_image(L, 2, fn, "dx", n, -w, w, v + n);
+    per_image(L, 2, fn, "dy", n, -h, h, v + 2 * n);
+    float fill = (float)opt_number(L, 2, fn, "fill", 1.0, -HUGE_VAL, HUGE_VAL);
+    Tensor *out = ltensor_push_uninit(L, t->ndim, t->shape);
+    for (int64_t i = 0; i < n; i++)
+        image_flip_shift(tensor_data(out) + i * c * h * w, tensor_data(t) + i * c * h * w, c, h, w, (int)v[i], v[n + i],
+                         v[2 * n + i], fill);
+    return 1;
+}
+
 static const luaL_Reg vision_functions[] = {{"silhouette", l_silhouette},
+                                            {"flip_shift", l_flip_shift},
                                             {"background_model", l_background_model},
                                             {"morph", l_morph},
                                             {"components", l_components},

@@ -335,6 +335,30 @@ void resize_plan_run(const ResizePlan *p, float *out, int64_t out_stride, const 
     }
 }
 
+/* ---- augmentation ---- */
+
+void image_flip_shift(float *out, const float *in, int64_t c, int64_t h, int64_t w, int flip, int64_t dx, int64_t dy,
+                      float fill) {
+    for (int64_t p = 0; p < c; p++) {
+        const float *src = in + p * h * w;
+        float *dst = out + p * h * w;
+        for (int64_t r = 0; r < h; r++) {
+            float *row = dst + r * w;
+            int64_t sr = r - dy;
+            if (sr < 0 || sr >= h) {
+                for (int64_t j = 0; j < w; j++) row[j] = fill;
+                continue;
+            }
+            const float *srow = src + sr * w;
+            /* output column j shows shifted column j - dx, which is source column j - dx (or its mirror) */
+            for (int64_t j = 0; j < w; j++) {
+                int64_t sj = j - dx;
+                row[j] = sj < 0 || sj >= w ? fill : srow[flip ? w - 1 - sj : sj];
+            }
+        }
+    }
+}
+
 /* ---- colour ---- */
 
 void grey_from_rgb(float *out, const float *rgb, int64_t hw) {

@@ -110,6 +110,14 @@ void resize_plan_init(ResizePlan *plan, void *mem, const ResizeSpec *spec);
 /* out rows are out_stride floats apart (out_w for a packed plane). */
 void resize_plan_run(const ResizePlan *plan, float *out, int64_t out_stride, const float *in);
 
+/* ---- augmentation ---- */
+
+/* One image of c planes (h, w): mirrored left to right when flip, then moved
+ * dx pixels right and dy down (negative: left, up); pixels that come from
+ * outside the image get fill. out and in do not overlap. */
+void image_flip_shift(float *out, const float *in, int64_t c, int64_t h, int64_t w, int flip, int64_t dx, int64_t dy,
+                      float fill);
+
 /* ---- colour ---- */
 
 /* ITU-R BT.601 luma, as PIL's convert('L') (without its rounding to 8 bits):

@@ -267,6 +267,41 @@ function ReduceLROnPlateau:load_state_dict(t)
 end
 
 ---------------------------------------------------------------------------
+-- CosineDecay
+---------------------------------------------------------------------------
+local CosineDecay = { kind = "CosineDecay" }
+CosineDecay.__index = CosineDecay
+
+--- dd.callbacks.CosineDecay{lr=, min_lr=0}: the learning rate follows half a
+-- cosine over the whole run, batch by batch (Keras's CosineDecay schedule,
+-- SGDR without restarts): before step s of S = epochs x batches per epoch it
+-- is min_lr + (lr - min_lr) (1 + cos(pi s / S)) / 2, from lr down to min_lr.
+-- It keeps no state of its own: the step comes from the epoch and batch, so
+-- a resumed run continues the same curve.
+callbacks.CosineDecay = util.public(function(opts)
+  local fn = "CosineDecay"
+  opts = util.options(fn, opts, { "lr", "min_lr" })
+  if opts.lr == nil then error(fn .. ": option 'lr' is required (the learning rate at the start)", 0) end
+  local self = setmetatable({
+    lr = util.check(fn, "lr", opts.lr, "nonneg"),
+    min_lr = util.check(fn, "min_lr", opts.min_lr, "nonneg", 0),
+  }, CosineDecay)
+  if self.min_lr > self.lr then
+    error(("%s: min_lr (%g) must not exceed lr (%g)"):format(fn, self.min_lr, self.lr), 0)
+  end
+  return self
+end)
+
+function CosineDecay:rate(ctx, epoch, step)
+  local total = ctx.epochs * ctx.steps_per_epoch
+  local s = (epoch - 1) * ctx.steps_per_epoch + step
+  return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * math.min(s, total) / total)) / 2
+end
+
+function CosineDecay:on_epoch_begin(ctx, epoch) ctx.optimizer.lr = self:rate(ctx, epoch, 0) end
+function CosineDecay:on_batch_end(ctx, step) ctx.optimizer.lr = self:rate(ctx, ctx.epoch, step) end
+
+---------------------------------------------------------------------------
 -- EarlyStopping
 ---------------------------------------------------------------------------
 local EarlyStopping = { kind = "EarlyStopping" }

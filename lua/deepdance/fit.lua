@@ -557,6 +557,7 @@ local function prepare(opts)
   run.ctx = {
     model = run.model, optimizer = run.optimizer, history = new_history(run.keys), stop_training = false,
     epochs = run.epochs, initial_epoch = 0, log_keys = run.keys, checkpoint_dir = run.checkpoint_dir,
+    steps_per_epoch = (#run.train_order + run.batch_size - 1) // run.batch_size,
     print = function(text) run.progress:message(text) end,
   }
   return run

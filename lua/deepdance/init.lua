@@ -33,6 +33,7 @@ end
 assert(loadfile(dd.home .. "/lua/deepdance/nn.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/checkpoint.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/fit.lua"))(dd)
+assert(loadfile(dd.home .. "/lua/deepdance/data.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/cli.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/dance/init.lua"))(dd)
 assert(loadfile(dd.home .. "/lua/deepdance/sweep/init.lua"))(dd)

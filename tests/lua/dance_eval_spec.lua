@@ -286,7 +286,7 @@ describe("dd.dance.train_autoencoder and load_autoencoder", function()
     assert.same({ 1, 2 }, saved.epoch)
     assert.equal(history.val_loss[2], saved.val_loss[2])
     local cfg = dd.json.decode(slurp(dir .. "/ae/autoencoder.json"))
-    assert.same({ latent = 8, filters = 4, height = 16, width = 24 }, cfg.model_options)
+    assert.same({ latent = 8, filters = 4, height = 16, width = 24, variant = "original" }, cfg.model_options)
     assert.equal(72, cfg.n_train) -- the last 10% held out, unshuffled
     assert.same({ 3, 720, 960 }, dd.image.load(dir .. "/ae/curves.png"):shape())
     -- the original's schedule: ReduceLROnPlateau on val_binary_accuracy, in fit's resumable checkpoint
@@ -314,7 +314,7 @@ describe("dd.dance.train_autoencoder and load_autoencoder", function()
     local last = dd.dance.load_autoencoder(dir .. "/ae", { which = "last" })
     assert.is_false(last.training)
     assert.equal(0, (last:forward(x) - model:forward(x)):abs():max())
-    assert.same({ latent = 8, filters = 4, height = 16, width = 24 }, last.options)
+    assert.same({ latent = 8, filters = 4, height = 16, width = 24, variant = "original" }, last.options)
     assert.equal(8, last.latent)
     assert.equal(2, last.meta.epoch)
     assert.same({ 3, 8 }, last.encoder:forward(x):shape())
@@ -335,9 +335,48 @@ describe("dd.dance.train_autoencoder and load_autoencoder", function()
     assert(os.execute(("cp %s %s/"):format(quote(dir .. "/ae/last.safetensors"), quote(copy))))
     local m = dd.dance.load_autoencoder(copy)
     assert.equal(copy .. "/last.safetensors", m.path)
-    assert.same({ latent = 8, filters = 4, height = 16, width = 24 }, m.options)
+    assert.same({ latent = 8, filters = 4, height = 16, width = 24, variant = "original" }, m.options)
     local x = dd.data.frames(data):batch({ 5 })
     assert.equal(0, (m:forward(x) - model:forward(x)):abs():max())
+  end)
+
+  it("trains and reloads the strided variant, and refuses to resume it as the original", function()
+    local h, m = train({ out = dir .. "/ae_strided", variant = "strided", epochs = 1 })
+    assert.same({ 1 }, h.epoch)
+    local back = dd.dance.load_autoencoder(dir .. "/ae_strided", { which = "last" })
+    assert.same({ latent = 8, filters = 4, height = 16, width = 24, variant = "strided" }, back.options)
+    assert.equal("strided", back.variant)
+    local x = dd.data.frames(data):batch({ 3, 77 })
+    assert.equal(0, (back:forward(x) - m:forward(x)):abs():max())
+    assert_contains(error_of(train, { out = dir .. "/ae_strided", resume = true, epochs = 2 }), "model options")
+    assert_contains(error_of(train, { out = dir .. "/x", variant = "wide" }), "variant")
+  end)
+
+  it("normalize_code rescales best.safetensors to unit RMS per latent, same reconstructions, once", function()
+    local out = dir .. "/ae_norm"
+    train({ out = out, epochs = 2 })
+    local fs = dd.data.frames(data)
+    local x = fs:batch({ 2, 30, 75 })
+    local plain = dd.dance.load_autoencoder(out)
+    local y0 = plain:forward(x):clone()
+    train({ out = out, epochs = 2, resume = true, normalize_code = true })
+    local normed = dd.dance.load_autoencoder(out)
+    assert((normed:forward(x) - y0):abs():max() < 1e-5, "the reconstructions changed")
+    local meta = dd.json.decode(dd.safetensors_header(out .. "/best.safetensors").__metadata__.meta)
+    assert.equal(8, #meta.code_scale)
+    local idx = {}
+    for i = 1, 72 do idx[i] = i end -- the training frames
+    local z = dd.dance.encode(normed, fs:batch(idx))
+    local rms = (z * z):mean(1):sqrt():totable()
+    local alive = 0
+    for d, v in ipairs(rms) do
+      if meta.code_scale[d] ~= 1 then assert.near(1, v, 1e-4, "latent " .. d); alive = alive + 1 end
+    end
+    assert(alive > 0, "every latent is dead: nothing was checked")
+    -- a second run finds it done and leaves the file alone
+    local before = slurp(out .. "/best.safetensors")
+    train({ out = out, epochs = 2, resume = true, normalize_code = true })
+    assert.equal(before, slurp(out .. "/best.safetensors"))
   end)
 
   it("continues a run with resume=true and refuses to overwrite one without it", function()

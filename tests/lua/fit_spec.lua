@@ -324,6 +324,38 @@ describe("callbacks", function()
     assert.near(0.01, h.lr[4], 1e-15)
   end)
 
+  it("CosineDecay lowers lr batch by batch along half a cosine, and a resumed run continues the curve", function()
+    local used = {}
+    local recorder = { on_batch_end = function(_, ctx) used[#used + 1] = ctx.optimizer.lr end }
+    local h = quick(4, { recorder, dd.callbacks.CosineDecay{ lr = 0.5, min_lr = 0.1 } }, { batch_size = 4 })
+    assert.equal(8, #used) -- 4 epochs of 2 batches
+    for s = 0, 7 do
+      assert.near(0.1 + 0.4 * (1 + math.cos(math.pi * s / 8)) / 2, used[s + 1], 1e-15)
+    end
+    assert.equal(0.5, used[1])
+    assert.near(0.1, h.lr[4], 1e-15) -- logged at the end of the last epoch: the floor
+    local dir = os.tmpname()
+    os.remove(dir)
+    dd.manual_seed(seed)
+    local straight = quick(4, { dd.callbacks.CosineDecay{ lr = 0.5 } }, { batch_size = 4, checkpoint_dir = dir .. "/a" })
+    -- a run of 4 epochs that dies at the start of epoch 3, then resumed
+    local dying = true
+    dd.manual_seed(seed)
+    local crash = { on_epoch_begin = function(_, _, epoch) if dying and epoch == 3 then error("killed", 0) end end }
+    assert.equal("killed", error_of(quick, 4, { crash, dd.callbacks.CosineDecay{ lr = 0.5 } },
+      { batch_size = 4, checkpoint_dir = dir .. "/b" }))
+    dying = false
+    dd.manual_seed(seed)
+    local resumed = quick(4, { crash, dd.callbacks.CosineDecay{ lr = 0.5 } }, { batch_size = 4, checkpoint_dir = dir .. "/b",
+      resume = true })
+    os.execute("rm -rf " .. quote(dir))
+    assert_same_numbers(straight.lr, resumed.lr, "lr")
+    assert_same_numbers(straight.loss, resumed.loss, "loss")
+    assert_contains(error_of(dd.callbacks.CosineDecay, {}), "CosineDecay: option 'lr' is required")
+    assert_contains(error_of(dd.callbacks.CosineDecay, { lr = 0.1, min_lr = 0.2 }), "min_lr (0.2) must not exceed lr (0.1)")
+    assert_contains(error_of(dd.callbacks.CosineDecay, { lr = 0.1, floor = 0 }), "unknown option 'floor' (known: lr, min_lr)")
+  end)
+
   it("EarlyStopping stops after patience and restore_best_weights restores the best epoch", function()
     for _, restore in ipairs({ true, false }) do
       local score, tracker = scripted_metric({ 1, 0.5, 0.6, 0.7, 0.8, 0.9 })

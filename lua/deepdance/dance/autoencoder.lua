@@ -68,14 +68,45 @@ local function recon_sheet(ae, frames, indices, path)
 end
 
 ---------------------------------------------------------------------------
+-- Code normalization
+---------------------------------------------------------------------------
+
+-- Rescales the code so that each latent dimension has a root mean square of
+-- 1 over the given frames, without changing what the autoencoder computes:
+-- the encoder's last Linear (ReLU after it: relu(a)/s = relu(a/s) for s > 0)
+-- is divided by s per output, the decoder's first Linear multiplied by s per
+-- input. Dead dimensions (always 0) keep s = 1. The paper's uniform [0, 1)
+-- random seed and the sequence models' inputs then have the scale of real
+-- codes (unnormalized, the strided autoencoder's codes have a mean std near 8
+-- and the LSTM gates saturate). Returns the scales.
+local function normalize_code(model, fs, n_train)
+  local enc_last = model.encoder.modules[#model.encoder.modules]
+  local dec_first = model.decoder.modules[1]
+  if enc_last.kind ~= "Linear" or dec_first.kind ~= "Linear" then
+    error("normalize_code: the encoder must end and the decoder start with a Linear layer", 0)
+  end
+  local z = dd.predict{ model = model.encoder, x = first_frames(fs, n_train), batch_size = 64 }
+  local rms = (z * z):mean(1):sqrt():totable()        -- (latent)
+  for d, v in ipairs(rms) do
+    if not (v > 1e-12) then rms[d] = 1 end
+  end
+  local scale = dd.tensor(rms)
+  enc_last.weight:div_(scale:view(-1, 1))            -- (latent, in) rows
+  enc_last.bias:div_(scale)
+  dec_first.weight:mul_(scale:view(1, -1))           -- (out, latent) columns
+  return scale
+end
+
+---------------------------------------------------------------------------
 -- train_autoencoder
 ---------------------------------------------------------------------------
 
 local TRAIN_OPTIONS = { "data", "out", "epochs", "batch_size", "lr", "validation_split", "latent", "filters", "seed",
-  "resume", "progress", "output", "lr_patience", "min_lr", "max_frames", "loss", "output_bias", "variant" }
+  "resume", "progress", "output", "lr_patience", "min_lr", "max_frames", "loss", "output_bias", "variant", "lr_schedule", "flip", "shift_x", "shift_y", "normalize_code" }
 
--- The decoder's last convolution (before its Sigmoid) starts at the training
--- frames' mean brightness when output_bias='mean'. Silhouettes are mostly white:
+-- output_bias='mean': the decoder's last convolution (before its Sigmoid)
+-- starts at the training frames' mean brightness, and the encoder's first
+-- convolution treats that brightness as zero. Silhouettes are mostly white:
 -- from sigmoid(0) = 0.5 the first updates push every decoder ReLU negative and
 -- the model can die into a constant white image (PyTorch does the same with
 -- this architecture on such data); starting at the mean avoids that.
@@ -88,6 +119,17 @@ local function start_at_mean(model, fs, n_train)
     sum, count = sum + b:sum(), count + b:numel()
   end
   local mean = math.min(math.max(sum / count, 1e-3), 1 - 1e-3)
+  -- The encoder's first convolution starts by mapping a background of the
+  -- mean brightness to zero (bias = -mean * the sum of each filter's
+  -- weights), as if the input were centred: the white background no longer
+  -- fills every first-layer feature map with a constant. On the demo data
+  -- this raises held-out IoU after one epoch from 0.455 to 0.486 (BCE) and
+  -- from 0.490 to 0.508 (BCE + Dice).
+  local first = model.encoder.modules[1]
+  if first.kind == "Conv2d" then
+    local w = first.weight
+    for k = 1, w:size(1) do first.bias[k] = -mean * w[k]:sum() end
+  end
   local modules = model.decoder.modules
   local last = modules[#modules]
   if last.kind == "Sigmoid" then last = modules[#modules - 1] end -- an unfused decoder
@@ -108,7 +150,19 @@ end
 --- train_autoencoder{data=PATH, out=DIR, epochs=27, batch_size=128, lr=1e-3, validation_split=0.1,
 --   latent=128, filters=32, seed=1, resume=false, progress=, output=io.stdout, lr_patience=20,
 --   min_lr=1e-4, max_frames=, loss='mse'|'bce'|'bce+dice'|'mse+dice', output_bias='zero'|'mean',
---   variant='original'|'strided'} -> history, model
+--   variant='original'|'strided', lr_schedule='plateau'|'cosine', flip=false, shift_x=0, shift_y=0,
+--   normalize_code=false}
+--   -> history, model
+-- normalize_code: after training, best.safetensors is rescaled so that each
+-- latent dimension has an RMS of 1 over the training frames (the same
+-- reconstructions; see normalize_code above). The returned model is the
+-- last epoch's, unscaled.
+-- flip, shift_x, shift_y: augment the training frames (dd.data.augment: a
+-- random mirror, shifts up to that many pixels, white fill), as Keras's
+-- ImageDataGenerator would; the validation frames are left as they are.
+-- lr_schedule: 'plateau' is the original's ReduceLROnPlateau (lr_patience,
+-- min_lr); 'cosine' decays lr to min_lr along half a cosine over the epochs,
+-- batch by batch (dd.callbacks.CosineDecay), which suits a fixed budget.
 -- The defaults are the original's (MSE, zero biases); loss='bce' and
 -- output_bias='mean' train much faster on mostly-white silhouettes.
 -- The model comes back in eval mode with the weights of the last epoch (best.safetensors
@@ -132,6 +186,11 @@ dance.train_autoencoder = util.public(function(opts)
   local loss_name = util.choice(fn, "loss", o.loss, { "mse", "bce", "bce+dice", "mse+dice" }, "mse")
   local output_bias = util.choice(fn, "output_bias", o.output_bias, { "zero", "mean" }, "zero")
   local variant = util.choice(fn, "variant", o.variant, { "original", "strided" }, "original")
+  local lr_schedule = util.choice(fn, "lr_schedule", o.lr_schedule, { "plateau", "cosine" }, "plateau")
+  local flip = util.check(fn, "flip", o.flip, "boolean", false)
+  local shift_x = util.check(fn, "shift_x", o.shift_x, "count", 0)
+  local shift_y = util.check(fn, "shift_y", o.shift_y, "count", 0)
+  local normalize = util.check(fn, "normalize_code", o.normalize_code, "boolean", false)
   local split = o.validation_split
   if split == nil then split = 0.1 end
   if type(split) ~= "number" or split < 0 or split >= 1 then
@@ -164,6 +223,7 @@ dance.train_autoencoder = util.public(function(opts)
     model_options = model_options, data = data, frames = n, n_train = n_train, n_val = n - n_train,
     validation_split = split, epochs = epochs, batch_size = batch_size, lr = lr, seed = seed,
     lr_patience = lr_patience, min_lr = min_lr, max_frames = max_frames, loss = loss_name, output_bias = output_bias,
+    lr_schedule = lr_schedule, flip = flip, shift_x = shift_x, shift_y = shift_y, normalize_code = normalize,
   }
   util.mkdir(fn, out)
   local config_path = out .. "/" .. CONFIG_FILE
@@ -188,14 +248,20 @@ dance.train_autoencoder = util.public(function(opts)
   local monitor = validate and "val_loss" or "loss"
   local best = dd.callbacks.ModelCheckpoint{ dir = out, monitor = monitor, mode = "min", save_last = false,
                                              meta = { monitor = monitor, model_options = model_options } }
+  -- augmentation touches the training frames only, never the validation split
+  local train_x = first_frames(fs, n)
+  if flip or shift_x > 0 or shift_y > 0 then
+    train_x = dd.data.augment(train_x, { flip = flip, shift_x = shift_x, shift_y = shift_y, only_first = n_train })
+  end
   local history = dd.fit{
     model = model, loss = make_loss(loss_name), optimizer = optimizer,
-    x = first_frames(fs, n), y = "x",
+    x = train_x, y = "x",
     batch_size = batch_size, epochs = epochs, validation_split = split,
     metrics = { "binary_accuracy", "iou" },
     callbacks = {
-      dd.callbacks.ReduceLROnPlateau{ monitor = monitor_acc, factor = 0.1, patience = lr_patience, min_lr = min_lr,
-                                      verbose = not quiet },
+      lr_schedule == "cosine" and dd.callbacks.CosineDecay{ lr = lr, min_lr = math.min(min_lr, lr) }
+        or dd.callbacks.ReduceLROnPlateau{ monitor = monitor_acc, factor = 0.1, patience = lr_patience, min_lr = min_lr,
+                                           verbose = not quiet },
       best,
       dd.callbacks.CSVLogger{ out .. "/history.csv" },
     },
@@ -204,6 +270,21 @@ dance.train_autoencoder = util.public(function(opts)
   util.write_file(fn, out .. "/history.json", dd.json.encode(dd.json.safe(history), { indent = true }))
   model:eval()
   model.options = model_options
+
+  -- normalize_code: best.safetensors gets the rescaled code, once (its meta
+  -- then holds code_scale; a resumed run that writes a new best redoes it).
+  local best_path = out .. "/best.safetensors"
+  if normalize and util.exists(best_path) then
+    local meta = util.checkpoint_meta(best_path) or {}
+    if meta.code_scale == nil then
+      local ae = dance.load_autoencoder(best_path)
+      local scale = normalize_code(ae, fs, n_train)
+      meta.code_scale = scale:totable()
+      dd.nn.save(best_path, ae, { meta = meta })
+      say(("autoencoder: code normalized in %s (per-dimension RMS over the training frames: %.3g to %.3g)"):format(
+        best_path, scale:min(), scale:max()))
+    end
+  end
 
   -- The sheet shows the best model on held-out frames (the training part when there is none).
   local shown = dance.load_autoencoder(out)
@@ -235,7 +316,9 @@ local function options_from_fit_state(meta)
     if cb.kind == "s:ModelCheckpoint" and type(saved) == "table" then
       local options = {}
       for k, v in pairs(saved) do
-        if math.type(v) ~= "integer" and not (k == "variant" and type(v) == "string") then return nil end
+        -- the callback state keeps strings as "s:text" (dd.fit's exact packing)
+        if k == "variant" and type(v) == "string" and v:sub(1, 2) == "s:" then v = v:sub(3)
+        elseif math.type(v) ~= "integer" then return nil end
         options[k] = v
       end
       return options

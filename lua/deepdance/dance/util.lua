@@ -33,6 +33,7 @@ local KINDS = {
   integer = { "an integer >= 1", function(v) return math.type(v) == "integer" and v >= 1 end },
   count = { "an integer >= 0", function(v) return math.type(v) == "integer" and v >= 0 end },
   positive = { "a number > 0", function(v) return type(v) == "number" and v > 0 and v < math.huge end },
+  number = { "a finite number", function(v) return type(v) == "number" and v == v and math.abs(v) < math.huge end },
   nonneg = { "a number >= 0", function(v) return type(v) == "number" and v >= 0 and v < math.huge end },
   fraction = { "a number in (0, 1]", function(v) return type(v) == "number" and v > 0 and v <= 1 end },
   string = { "a non-empty string", function(v) return type(v) == "string" and v ~= "" end },
