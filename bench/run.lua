@@ -310,7 +310,9 @@ local function run_peer(row, s, reps, frames)
   if torch_note then return nil end
   local out = tmp .. ".peer.json"
   os.remove(out)
-  local cmd = table.concat({ "OPENBLAS_NUM_THREADS=" .. s.blas, "/usr/bin/python3", quote(home .. "/bench/peer_torch.py"),
+  -- the peer gets OpenBLAS's own idle spinning, not the limit ./deepdance sets for itself (src/main.c)
+  local cmd = table.concat({ "env -u OPENBLAS_THREAD_TIMEOUT OPENBLAS_NUM_THREADS=" .. s.blas, "/usr/bin/python3",
+    quote(home .. "/bench/peer_torch.py"),
     row, "--threads", tostring(s.threads), "--reps", tostring(reps), frames and ("--frames " .. frames) or "",
     "--video", quote(tmp .. ".peer.mp4"), "--out", quote(out) }, " ")
   local ok = sh(cmd)

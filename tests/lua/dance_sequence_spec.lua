@@ -107,7 +107,11 @@ describe("dd.dance latents", function()
     local z = dd.dance.encode(ae, fs, { batch_size = 8 })
     assert.are.same({37, 8}, z:shape())
     assert.is_true(max_diff(z, ae.encoder:forward(frames)) < 1e-6)
-    assert.are.equal(0, max_diff(z, dd.dance.encode(ae, frames, { batch_size = 5 })))
+    -- another batch size is another GEMM shape: OpenBLAS's kernels may round
+    -- the tail rows differently (1 ulp with OPENBLAS_CORETYPE=Haswell); the
+    -- same batch size repeats bit for bit
+    assert.is_true(max_diff(z, dd.dance.encode(ae, frames, { batch_size = 5 })) < 1e-6)
+    assert.are.equal(0, max_diff(z, dd.dance.encode(ae, frames, { batch_size = 8 })))
     local back = dd.dance.decode(ae, z, { batch_size = 6 })
     assert.are.same({37, 1, 8, 8}, back:shape())
     assert.is_true(max_diff(back, ae.decoder:forward(z)) < 1e-6)
