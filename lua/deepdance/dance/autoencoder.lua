@@ -71,14 +71,15 @@ end
 -- Code normalization
 ---------------------------------------------------------------------------
 
--- Rescales the code so that each latent dimension has a root mean square of
--- 1 over the given frames, without changing what the autoencoder computes:
--- the encoder's last Linear (ReLU after it: relu(a)/s = relu(a/s) for s > 0)
--- is divided by s per output, the decoder's first Linear multiplied by s per
--- input. Dead dimensions (always 0) keep s = 1. The paper's uniform [0, 1)
--- random seed and the sequence models' inputs then have the scale of real
--- codes (unnormalized, the strided autoencoder's codes have a mean std near 8
--- and the LSTM gates saturate). Returns the scales.
+-- Rescales the code so that its root mean square over the given frames is 1,
+-- without changing what the autoencoder computes: the encoder's last Linear
+-- (a ReLU after it: relu(a)/s = relu(a/s) for s > 0) is divided by s, the
+-- decoder's first Linear multiplied by s. One scale for all latents keeps
+-- their relative sizes (a per-latent scale blew up the rarely active ones:
+-- the sequence model's validation loss was 4x its training loss). The
+-- paper's uniform [0, 1) random seed and the sequence models' inputs then
+-- have the scale of real codes (unnormalized, the strided autoencoder's
+-- codes have an RMS near 10 and the LSTM gates saturate). Returns s.
 local function normalize_code(model, fs, n_train)
   local enc_last = model.encoder.modules[#model.encoder.modules]
   local dec_first = model.decoder.modules[1]
@@ -86,15 +87,12 @@ local function normalize_code(model, fs, n_train)
     error("normalize_code: the encoder must end and the decoder start with a Linear layer", 0)
   end
   local z = dd.predict{ model = model.encoder, x = first_frames(fs, n_train), batch_size = 64 }
-  local rms = (z * z):mean(1):sqrt():totable()        -- (latent)
-  for d, v in ipairs(rms) do
-    if not (v > 1e-12) then rms[d] = 1 end
-  end
-  local scale = dd.tensor(rms)
-  enc_last.weight:div_(scale:view(-1, 1))            -- (latent, in) rows
-  enc_last.bias:div_(scale)
-  dec_first.weight:mul_(scale:view(1, -1))           -- (out, latent) columns
-  return scale
+  local s = math.sqrt((z * z):mean())
+  if not (s > 1e-12) then return 1 end -- a dead code: nothing to scale
+  enc_last.weight:div_(s)
+  enc_last.bias:div_(s)
+  dec_first.weight:mul_(s)
+  return s
 end
 
 ---------------------------------------------------------------------------
@@ -153,9 +151,9 @@ end
 --   variant='original'|'strided', lr_schedule='plateau'|'cosine', flip=false, shift_x=0, shift_y=0,
 --   normalize_code=false}
 --   -> history, model
--- normalize_code: after training, best.safetensors is rescaled so that each
--- latent dimension has an RMS of 1 over the training frames (the same
--- reconstructions; see normalize_code above). The returned model is the
+-- normalize_code: after training, best.safetensors is rescaled so that the
+-- code has an RMS of 1 over the training frames (the same reconstructions;
+-- see normalize_code above). The returned model is the
 -- last epoch's, unscaled.
 -- flip, shift_x, shift_y: augment the training frames (dd.data.augment: a
 -- random mirror, shifts up to that many pixels, white fill), as Keras's
@@ -278,11 +276,10 @@ dance.train_autoencoder = util.public(function(opts)
     local meta = util.checkpoint_meta(best_path) or {}
     if meta.code_scale == nil then
       local ae = dance.load_autoencoder(best_path)
-      local scale = normalize_code(ae, fs, n_train)
-      meta.code_scale = scale:totable()
+      meta.code_scale = normalize_code(ae, fs, n_train)
       dd.nn.save(best_path, ae, { meta = meta })
-      say(("autoencoder: code normalized in %s (per-dimension RMS over the training frames: %.3g to %.3g)"):format(
-        best_path, scale:min(), scale:max()))
+      say(("autoencoder: code normalized in %s (divided by its RMS over the training frames, %.4g)"):format(
+        best_path, meta.code_scale))
     end
   end
 
