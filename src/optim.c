@@ -95,7 +95,7 @@ void adam_step(float *w, const float *g, float *m, float *v, float *vmax, int64_
                 .b1c = (float)(1.0 - p->beta1), .b2 = (float)p->beta2, .b2c = (float)(1.0 - p->beta2),
                 .eps = (float)p->eps, .step_size = (float)(p->lr / bc1), .bc2_sqrt = (float)sqrt(bc2),
                 .alpha = (float)(p->lr * sqrt(bc2) / bc1)},
-        .torch = p->eps_mode == ADAM_EPS_TORCH, .amsgrad = p->amsgrad != 0, .decay = p->weight_decay != 0.0,
+        .torch = p->eps_mode == ADAM_EPS_TORCH, .amsgrad = p->amsgrad != 0, .decay = (float)p->weight_decay != 0.0f,
     };
     /* torch.lerp(a, b, t): a + t (b - a) when |t| < 0.5, else b - (b - a)(1 - t) */
     t.lerp_low = t.torch && t.job.b1c < 0.5f;

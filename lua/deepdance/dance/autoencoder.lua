@@ -100,7 +100,8 @@ end
 ---------------------------------------------------------------------------
 
 local TRAIN_OPTIONS = { "data", "out", "epochs", "batch_size", "lr", "validation_split", "latent", "filters", "seed",
-  "resume", "progress", "output", "lr_patience", "min_lr", "max_frames", "loss", "output_bias", "variant", "lr_schedule", "flip", "shift_x", "shift_y", "normalize_code" }
+  "resume", "progress", "output", "lr_patience", "min_lr", "max_frames", "loss", "output_bias", "variant", "lr_schedule",
+  "flip", "shift_x", "shift_y", "normalize_code" }
 
 -- output_bias='mean': the decoder's last convolution (before its Sigmoid)
 -- starts at the training frames' mean brightness, and the encoder's first
@@ -153,8 +154,7 @@ end
 --   -> history, model
 -- normalize_code: after training, best.safetensors is rescaled so that the
 -- code has an RMS of 1 over the training frames (the same reconstructions;
--- see normalize_code above). The returned model is the
--- last epoch's, unscaled.
+-- see normalize_code above). The returned model is the last epoch's, unscaled.
 -- flip, shift_x, shift_y: augment the training frames (dd.data.augment: a
 -- random mirror, shifts up to that many pixels, white fill), as Keras's
 -- ImageDataGenerator would; the validation frames are left as they are.
