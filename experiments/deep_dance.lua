@@ -15,6 +15,10 @@ p:option("--preset", "demo (minutes, for `make demo`), paper (the original's sca
 p:option("--out", "run directory", "runs/deep_dance")
 p:option("--seed", "one seed for the whole run (video, weights, shuffling, sampling)", "1"):convert(math.tointeger)
 p:option("--minutes", "length of the synthetic video (default: the preset's)"):convert(tonumber)
+p:option("--ae-epochs", "autoencoder epochs (default: the preset's; the demo's 30 fit in 10 minutes, 90 reach IoU 0.855; "
+  .. "use a new --out: finished steps are reused)")
+  :convert(math.tointeger)
+p:option("--seq-epochs", "sequence-model epochs (default: the preset's)"):convert(math.tointeger)
 p:option("--progress", "bar, lines or none"):choices{ "bar", "lines", "none" }
 local o = dd.cli.parse(p, arg)
 if not o then return end
@@ -90,6 +94,7 @@ end
 step("autoencoder")
 local ae_opts = { data = frames, out = out .. "/ae", seed = o.seed, resume = true, progress = o.progress }
 for k, v in pairs(P.ae) do ae_opts[k] = v end
+ae_opts.epochs = o.ae_epochs or ae_opts.epochs
 dd.dance.train_autoencoder(ae_opts)
 local ae = dd.dance.load_autoencoder(out .. "/ae")
 
@@ -100,6 +105,7 @@ for _, s in ipairs(seqs) do
   local so = { ae_dir = out .. "/ae", data = frames, out = s.dir, variant = s.name, seed = o.seed, resume = true,
                progress = o.progress }
   for k, v in pairs(P.seq) do so[k] = v end
+  so.epochs = o.seq_epochs or so.epochs
   if s.name == "mdn" then so.mixtures = P.mdn.mixtures end
   dd.dance.train_sequence(so)
 end
