@@ -313,8 +313,8 @@ local function options_from_fit_state(meta)
     if cb.kind == "s:ModelCheckpoint" and type(saved) == "table" then
       local options = {}
       for k, v in pairs(saved) do
-        -- the callback state keeps strings as "s:text" (dd.fit's exact packing)
-        if k == "variant" and type(v) == "string" and v:sub(1, 2) == "s:" then v = v:sub(3)
+        -- dd.fit's exact packing keeps integers as they are and strings as "s:text"
+        if type(v) == "string" and v:sub(1, 2) == "s:" then v = v:sub(3)
         elseif math.type(v) ~= "integer" then return nil end
         options[k] = v
       end
