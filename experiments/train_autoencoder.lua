@@ -32,7 +32,7 @@ p:option("--lr-schedule", "plateau (the original's ReduceLROnPlateau) or cosine 
 p:flag("--flip", "augment: mirror each training frame with probability 1/2")
 p:option("--shift-x", "augment: shift training frames by up to N pixels left or right", "0"):convert(math.tointeger)
 p:option("--shift-y", "augment: shift training frames by up to N pixels up or down", "0"):convert(math.tointeger)
-p:flag("--normalize-code", "after training, rescale best.safetensors so each latent has an RMS of 1 (same reconstructions)")
+p:flag("--normalize-code", "after training, rescale best.safetensors so the code has an RMS of 1 (same reconstructions)")
 p:flag("--resume", "continue OUT/last.safetensors")
 local o = dd.cli.parse(p, arg)
 if not o then return end
