@@ -27,6 +27,8 @@ p:option("--output-bias", "zero (the original's) or mean: start the output at th
   :choices{ "zero", "mean" }
 p:option("--variant", "original (the paper's layer table) or strided (ours: sharper, 5x fewer FLOPs)", "original")
   :choices{ "original", "strided" }
+p:option("--norm", "none (the original's) or batch: a BatchNorm2d after every convolution", "none")
+  :choices{ "none", "batch" }
 p:option("--lr-schedule", "plateau (the original's ReduceLROnPlateau) or cosine (down to --min-lr over the epochs)", "plateau")
   :choices{ "plateau", "cosine" }
 p:flag("--flip", "augment: mirror each training frame with probability 1/2")
@@ -44,7 +46,7 @@ local history = dd.dance.train_autoencoder{
   resume = o.resume, progress = o.progress, lr_patience = o.lr_patience, min_lr = o.min_lr,
   max_frames = o.max_frames, loss = o.loss, output_bias = o.output_bias, variant = o.variant,
   lr_schedule = o.lr_schedule, flip = o.flip, shift_x = o.shift_x, shift_y = o.shift_y,
-  normalize_code = o.normalize_code,
+  normalize_code = o.normalize_code, norm = o.norm,
 }
 local last = history.rows[#history.rows]
 if last then

@@ -15,13 +15,16 @@
 -- Every conv and dense layer has its activation fused (ReLU; Sigmoid on the
 -- last); the latent goes through a ReLU in both, as in the original, so the
 -- notebook's sequence model (Dense 128 + ReLU) can predict it.
-local KNOWN = { latent = true, filters = true, height = true, width = true, variant = true }
+-- norm = 'batch' puts a BatchNorm2d (ReLU fused) after every convolution
+-- but the output one, whose bias it makes redundant (bias = false), in
+-- either variant; 'none' (the default) is the original's plain stack.
+local KNOWN = { latent = true, filters = true, height = true, width = true, variant = true, norm = true }
 
 return function(opts)
   opts = opts or {}
   for k in pairs(opts) do
     if not KNOWN[k] then
-      error("autoencoder: unknown option '" .. tostring(k) .. "' (known: latent, filters, height, width, variant)", 2)
+      error("autoencoder: unknown option '" .. tostring(k) .. "' (known: latent, filters, height, width, variant, norm)", 2)
     end
   end
   local nn = dd.nn
@@ -29,22 +32,47 @@ return function(opts)
   if variant ~= "original" and variant ~= "strided" then
     error("autoencoder: unknown variant '" .. tostring(variant) .. "' (known: original, strided)", 2)
   end
+  local norm = opts.norm or "none"
+  if norm ~= "none" and norm ~= "batch" then
+    error("autoencoder: unknown norm '" .. tostring(norm) .. "' (known: none, batch)", 2)
+  end
   local latent, f = opts.latent or 128, opts.filters or 32
   local H, W = opts.height or 120, opts.width or 200
   if H % 8 ~= 0 or W % 8 ~= 0 then error(("autoencoder: height and width must be multiples of 8, got %dx%d"):format(H, W), 2) end
   local h, w = H // 8, W // 8
 
+  -- A convolution and its ReLU, or with norm = 'batch' the convolution
+  -- (no bias) and a BatchNorm2d with the ReLU: a pair that stack() splices in.
+  local function normed(make, cout, act)
+    if norm == "none" or act == "sigmoid" then return make(true, act or "relu") end
+    return { pair = true, make(false, "linear"), nn.BatchNorm2d{cout, activation = act or "relu"} }
+  end
+  local function stack(items)
+    local out = {}
+    for _, m in ipairs(items) do
+      if type(m) == "table" and m.pair then
+        out[#out + 1], out[#out + 2] = m[1], m[2]
+      else
+        out[#out + 1] = m
+      end
+    end
+    return nn.Sequential(out)
+  end
   local function conv(cin, cout, stride, k)
-    return nn.Conv2d{cin, cout, kernel_size = k or 3, stride = stride or 1, padding = "same", activation = "relu"}
+    return normed(function(bias, act)
+      return nn.Conv2d{cin, cout, kernel_size = k or 3, stride = stride or 1, padding = "same", bias = bias, activation = act}
+    end, cout)
   end
   local function deconv(cin, cout, act)
-    return nn.ConvTranspose2d{cin, cout, kernel_size = 3, padding = "same", activation = act or "relu"}
+    return normed(function(bias, a)
+      return nn.ConvTranspose2d{cin, cout, kernel_size = 3, padding = "same", bias = bias, activation = a}
+    end, cout, act)
   end
   local function dense(i, o) return nn.Linear{i, o, activation = "relu"} end
 
   local encoder, decoder
   if variant == "original" then
-    encoder = nn.Sequential{
+    encoder = stack{
       conv(1, f), conv(f, f), nn.MaxPool2d{2},
       conv(f, f), conv(f, f), nn.MaxPool2d{2},
       conv(f, f), conv(f, f), nn.MaxPool2d{2},
@@ -52,7 +80,7 @@ return function(opts)
       nn.Flatten(),
       dense(8 * h * w, 512), dense(512, latent),
     }
-    decoder = nn.Sequential{
+    decoder = stack{
       dense(latent, 512), dense(512, 4 * h * w),
       nn.Reshape{4, h, w},
       deconv(4, 4), deconv(4, f), nn.Upsample{2},
@@ -64,14 +92,14 @@ return function(opts)
   else
     -- f = 32: 16 channels at 1/2, 32 at 1/4, 64 at 1/8 of the resolution.
     local f1, f2, f3 = math.max(1, f // 2), f, 2 * f
-    encoder = nn.Sequential{
+    encoder = stack{
       conv(1, f1, 2), conv(f1, f2),        -- H/2
       conv(f2, f2, 2), conv(f2, f3),       -- H/4
       conv(f3, f3, 2), conv(f3, 16, 1, 1), -- H/8, 16 channels
       nn.Flatten(),
       dense(16 * h * w, 512), dense(512, latent),
     }
-    decoder = nn.Sequential{
+    decoder = stack{
       dense(latent, 512), dense(512, 16 * h * w),
       nn.Reshape{16, h, w},
       conv(16, f3), nn.Upsample{2},        -- H/4
@@ -83,6 +111,6 @@ return function(opts)
   encoder.name, encoder.input_shape = "encoder", { 1, H, W }
   decoder.name, decoder.input_shape = "decoder", { latent }
   local ae = nn.Sequential{ encoder, decoder, name = "autoencoder", input_shape = { 1, H, W } }
-  ae.encoder, ae.decoder, ae.latent, ae.variant = encoder, decoder, latent, variant
+  ae.encoder, ae.decoder, ae.latent, ae.variant, ae.norm = encoder, decoder, latent, variant, norm
   return ae
 end

@@ -6,6 +6,8 @@
  *                          tensor of x's shape; parameter gradients are added (+=);
  *                          into = false: no dx wanted (returns nothing)
  *   parameters() state_dict() load_state_dict(t [, {strict=}]) zero_grad()
+ *                          (buffers such as BatchNorm's running statistics are in
+ *                          state_dict() but not in parameters() or num_parameters())
  *   train() eval() num_parameters() output_shape(shape) reset_parameters()
  * Fields: m.<param name> (the tensor), m.kind, m.name, m.training. */
 #include "bind.h"
@@ -39,6 +41,8 @@ static const struct {
     {&upsample_kind, NULL},
     {&lstm_kind, lstm_methods},
     {&mdn_kind, mdn_methods},
+    {&batchnorm1d_kind, NULL},
+    {&batchnorm2d_kind, NULL},
 };
 #define NKINDS (sizeof registry / sizeof registry[0])
 
@@ -361,7 +365,8 @@ static void push_param_tensor(lua_State *L, int self, int i, int grad) {
 static int l_parameters(lua_State *L) {
     LLayer *u = llayer_check(L, 1);
     lua_createtable(L, u->m.nparams, 0);
-    for (int i = 0; i < u->m.nparams; i++) {
+    for (int i = 0, n = 0; i < u->m.nparams; i++) {
+        if (u->m.params[i].buffer) continue; /* state, not trained */
         lua_createtable(L, 0, 3);
         lua_pushstring(L, u->m.params[i].name);
         lua_setfield(L, -2, "name");
@@ -369,7 +374,7 @@ static int l_parameters(lua_State *L) {
         lua_setfield(L, -2, "value");
         push_param_tensor(L, 1, i, 1);
         lua_setfield(L, -2, "grad");
-        lua_rawseti(L, -2, i + 1);
+        lua_rawseti(L, -2, ++n);
     }
     return 1;
 }
@@ -493,7 +498,8 @@ static int l_eval(lua_State *L) {
 static int l_num_parameters(lua_State *L) {
     LLayer *u = llayer_check(L, 1);
     int64_t n = 0;
-    for (int i = 0; i < u->m.nparams; i++) n += tensor_numel(u->m.params[i].value);
+    for (int i = 0; i < u->m.nparams; i++)
+        if (!u->m.params[i].buffer) n += tensor_numel(u->m.params[i].value);
     lua_pushinteger(L, n);
     return 1;
 }

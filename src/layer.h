@@ -58,6 +58,9 @@ typedef struct Param {
     /* load_state_dict may supply this parameter as the sum of two entries
      * (PyTorch's LSTM bias_ih + bias_hh); empty when not. */
     char sum_of[2][32];
+    /* A buffer (BatchNorm's running statistics): saved and loaded with the
+     * parameters (state_dict) but not trained (not in parameters()). */
+    int buffer;
     Tensor *value, *grad;    /* set by the binding; point into Lua-owned userdata */
 } Param;
 
@@ -116,6 +119,6 @@ extern const char *const param_init_names;
 /* Every kind (nn_*.c). The one registration table is in bind_nn.c. */
 extern const LayerKind linear_kind, relu_kind, sigmoid_kind, tanh_kind, hardsigmoid_kind,
     dropout_kind, flatten_kind, reshape_kind, conv2d_kind, conv_transpose2d_kind, maxpool2d_kind,
-    upsample_kind, lstm_kind, mdn_kind;
+    upsample_kind, lstm_kind, mdn_kind, batchnorm1d_kind, batchnorm2d_kind;
 
 #endif

@@ -441,3 +441,52 @@ x_seq = formula_fill((4, 10, 128), 0.3, 0.5, 0.5)
 tensors.update(store_model("sequence", x_seq, seq_p, run_seq))
 write_safetensors(os.path.join(OUT, "models.safetensors"), tensors,
                   {"samples": str(SAMPLES), "torch": torch.__version__, "generator": "tests/make_fixtures.py"})
+
+# ---- batch normalisation: training step (batch statistics, running
+# statistics updated) then evaluation (running statistics) ----
+torch.manual_seed(4321)
+bn_cases, tensors = [], {}
+
+
+def add_bn_case(name, kind, opts, x, act=None):
+    C = x.shape[1]
+    mod = {"BatchNorm1d": torch.nn.BatchNorm1d, "BatchNorm2d": torch.nn.BatchNorm2d}[kind](
+        C, eps=opts.get("eps", 1e-5), momentum=opts.get("momentum", 0.1)).double()
+    with torch.no_grad():
+        mod.weight.copy_(f32(torch.rand(C) + 0.5))
+        mod.bias.copy_(f32(torch.randn(C)))
+        mod.running_mean.copy_(f32(torch.randn(C)))
+        mod.running_var.copy_(f32(torch.rand(C) + 0.5))
+    fn = (lambda t: F.relu(mod(t))) if act == "relu" else mod
+    tensors[f"{name}.param.weight"] = mod.weight.detach().clone()
+    tensors[f"{name}.param.bias"] = mod.bias.detach().clone()
+    tensors[f"{name}.param.running_mean"] = mod.running_mean.clone()
+    tensors[f"{name}.param.running_var"] = mod.running_var.clone()
+    for mode in ("train", "eval"):
+        mod.train(mode == "train")
+        mod.zero_grad()
+        xi = f32(x).requires_grad_(True)
+        y = fn(xi)
+        dy = f32(torch.randn_like(y))
+        y.backward(dy)
+        tensors[f"{name}.{mode}.x"] = xi
+        tensors[f"{name}.{mode}.y"] = y
+        tensors[f"{name}.{mode}.dy"] = dy
+        tensors[f"{name}.{mode}.dx"] = xi.grad
+        tensors[f"{name}.{mode}.grad.weight"] = mod.weight.grad.clone()
+        tensors[f"{name}.{mode}.grad.bias"] = mod.bias.grad.clone()
+        tensors[f"{name}.{mode}.running_mean"] = mod.running_mean.clone()
+        tensors[f"{name}.{mode}.running_var"] = mod.running_var.clone()
+    o = dict(opts)
+    o["num_features"] = C
+    if act:
+        o["activation"] = act
+    bn_cases.append({"name": name, "kind": kind, "opts": o})
+
+
+add_bn_case("bn2d", "BatchNorm2d", {}, torch.randn(4, 3, 5, 6) * 2 + 1)
+add_bn_case("bn2d_relu_m03", "BatchNorm2d", {"momentum": 0.3, "eps": 1e-3}, torch.randn(2, 4, 7, 3), act="relu")
+add_bn_case("bn1d", "BatchNorm1d", {}, torch.randn(8, 5) * 0.5 - 2)
+add_bn_case("bn1d_3d", "BatchNorm1d", {}, torch.randn(3, 4, 6))
+write_safetensors(os.path.join(OUT, "batchnorm.safetensors"), tensors,
+                  {"cases": json.dumps(bn_cases), "torch": torch.__version__, "generator": "tests/make_fixtures.py"})

@@ -352,6 +352,20 @@ describe("dd.dance.train_autoencoder and load_autoencoder", function()
     assert_contains(error_of(train, { out = dir .. "/x", variant = "wide" }), "variant")
   end)
 
+  it("trains and reloads a batch-normalised autoencoder with its running statistics", function()
+    local h, m = train({ out = dir .. "/ae_bn", variant = "strided", norm = "batch", epochs = 1 })
+    assert.same({ 1 }, h.epoch)
+    local back = dd.dance.load_autoencoder(dir .. "/ae_bn", { which = "last" })
+    assert.same({ latent = 8, filters = 4, height = 16, width = 24, variant = "strided", norm = "batch" }, back.options)
+    local bn = back.encoder.modules[2]
+    assert.equal("BatchNorm2d", bn.kind)
+    assert(bn.running_var:sum() ~= bn.running_var:numel(), "the running variance was trained and saved")
+    assert.is_false(bn.training)
+    local x = dd.data.frames(data):batch({ 3, 77 })
+    assert.equal(0, (back:forward(x) - m:forward(x)):abs():max())
+    assert_contains(error_of(train, { out = dir .. "/x", norm = "group" }), "norm")
+  end)
+
   it("normalize_code rescales best.safetensors to a code of unit RMS, same reconstructions, once", function()
     local out = dir .. "/ae_norm"
     train({ out = out, epochs = 2 })

@@ -52,6 +52,39 @@ describe("models/autoencoder.lua variant='strided'", function()
   end)
 end)
 
+describe("models/autoencoder.lua norm='batch'", function()
+  it("puts a BatchNorm2d with the ReLU after every convolution but the output's, whose bias goes", function()
+    for _, variant in ipairs{ "original", "strided" } do
+      local plain = dofile("models/autoencoder.lua"){ variant = variant }
+      local ae = dofile("models/autoencoder.lua"){ variant = variant, norm = "batch" }
+      local convs, bns, extra = 0, 0, 0
+      for _, part in ipairs{ ae.encoder, ae.decoder } do
+        for i, m in ipairs(part.modules) do
+          if m.kind == "BatchNorm2d" then
+            bns = bns + 1
+            local prev = part.modules[i - 1]
+            assert.truthy(prev.kind == "Conv2d" or prev.kind == "ConvTranspose2d", prev.kind)
+            assert.is_nil(prev.bias)
+            assert.truthy(tostring(m):find("activation='relu'", 1, true), tostring(m))
+            extra = extra + m:num_parameters() - m.weight:numel() -- 2C per layer, less the dropped conv bias (C)
+          elseif m.kind == "Conv2d" or m.kind == "ConvTranspose2d" then
+            convs = convs + 1
+          end
+        end
+      end
+      assert.are.equal(convs - 1, bns, variant)
+      assert.are.equal(plain:num_parameters() + extra, ae:num_parameters(), variant)
+      assert.are.same({ 2, 1, 120, 200 }, ae:output_shape{ 2, 1, 120, 200 })
+      assert.are.equal("batch", ae.norm)
+    end
+  end)
+  it("rejects an unknown norm", function()
+    local ok, err = pcall(dofile("models/autoencoder.lua"), { norm = "layer" })
+    assert.is_false(ok)
+    assert.truthy(err:find("unknown norm 'layer' (known: none, batch)", 1, true), err)
+  end)
+end)
+
 describe("models/sequence.lua", function()
   it("notebook variant has 2,658,432 parameters", function()
     assert.are.equal(2658432, dofile("models/sequence.lua"){ variant = "notebook" }:num_parameters())

@@ -101,7 +101,7 @@ end
 
 local TRAIN_OPTIONS = { "data", "out", "epochs", "batch_size", "lr", "validation_split", "latent", "filters", "seed",
   "resume", "progress", "output", "lr_patience", "min_lr", "max_frames", "loss", "output_bias", "variant", "lr_schedule",
-  "flip", "shift_x", "shift_y", "normalize_code" }
+  "flip", "shift_x", "shift_y", "normalize_code", "norm" }
 
 -- output_bias='mean': the decoder's last convolution (before its Sigmoid)
 -- starts at the training frames' mean brightness, and the encoder's first
@@ -125,7 +125,7 @@ local function start_at_mean(model, fs, n_train)
   -- this raises held-out IoU after one epoch from 0.455 to 0.486 (BCE) and
   -- from 0.490 to 0.508 (BCE + Dice).
   local first = model.encoder.modules[1]
-  if first.kind == "Conv2d" then
+  if first.kind == "Conv2d" and first.bias then -- (none before a BatchNorm, which centres anyway)
     local w = first.weight
     for k = 1, w:size(1) do first.bias[k] = -mean * w[k]:sum() end
   end
@@ -150,7 +150,7 @@ end
 --   latent=128, filters=32, seed=1, resume=false, progress=, output=io.stdout, lr_patience=20,
 --   min_lr=1e-4, max_frames=, loss='mse'|'bce'|'bce+dice'|'mse+dice', output_bias='zero'|'mean',
 --   variant='original'|'strided', lr_schedule='plateau'|'cosine', flip=false, shift_x=0, shift_y=0,
---   normalize_code=false}
+--   normalize_code=false, norm='none'|'batch'}
 --   -> history, model
 -- normalize_code: after training, best.safetensors is rescaled so that the
 -- code has an RMS of 1 over the training frames (the same reconstructions;
@@ -158,6 +158,8 @@ end
 -- flip, shift_x, shift_y: augment the training frames (dd.data.augment: a
 -- random mirror, shifts up to that many pixels, white fill), as Keras's
 -- ImageDataGenerator would; the validation frames are left as they are.
+-- norm='batch': a BatchNorm2d after every convolution of the model (see
+-- models/autoencoder.lua).
 -- lr_schedule: 'plateau' is the original's ReduceLROnPlateau (lr_patience,
 -- min_lr); 'cosine' decays lr to min_lr along half a cosine over the epochs,
 -- batch by batch (dd.callbacks.CosineDecay), which suits a fixed budget.
@@ -184,6 +186,7 @@ dance.train_autoencoder = util.public(function(opts)
   local loss_name = util.choice(fn, "loss", o.loss, { "mse", "bce", "bce+dice", "mse+dice" }, "mse")
   local output_bias = util.choice(fn, "output_bias", o.output_bias, { "zero", "mean" }, "zero")
   local variant = util.choice(fn, "variant", o.variant, { "original", "strided" }, "original")
+  local norm = util.choice(fn, "norm", o.norm, { "none", "batch" }, "none")
   local lr_schedule = util.choice(fn, "lr_schedule", o.lr_schedule, { "plateau", "cosine" }, "plateau")
   local flip = util.check(fn, "flip", o.flip, "boolean", false)
   local shift_x = util.check(fn, "shift_x", o.shift_x, "count", 0)
@@ -217,6 +220,7 @@ dance.train_autoencoder = util.public(function(opts)
   end
 
   local model_options = { latent = latent, filters = filters, height = fs.height, width = fs.width, variant = variant }
+  if norm ~= "none" then model_options.norm = norm end -- (older runs have no norm)
   local config = {
     model_options = model_options, data = data, frames = n, n_train = n_train, n_val = n - n_train,
     validation_split = split, epochs = epochs, batch_size = batch_size, lr = lr, seed = seed,

@@ -48,6 +48,20 @@ return {
   { "LSTM dropout between layers (train)", function() return dd.nn.LSTM{3, 4, num_layers = 2, dropout = 0.3} end,
     function() return dd.randn(2, 3, 3) end },
   { "MDN head", function() return dd.nn.MDN{4, 2, 3} end, function() return dd.randn(5, 4) end },
+  { "BatchNorm2d (train)", function()
+      local m = dd.nn.BatchNorm2d{3}
+      m.weight:copy(dd.rand(3) + 0.5)
+      m.bias:copy(dd.randn(3))
+      return m
+    end, function() return dd.randn(3, 3, 3, 4) * 2 + 1 end },
+  { "BatchNorm1d (train), activation tanh", function() return dd.nn.BatchNorm1d{4, activation = "tanh"} end,
+    function() return dd.randn(6, 4) end },
+  { "BatchNorm1d 3-d (eval)", function()
+      local m = dd.nn.BatchNorm1d{2}
+      m.running_mean:copy(dd.randn(2))
+      m.running_var:copy(dd.rand(2) + 0.5)
+      return m:eval()
+    end, function() return dd.randn(3, 2, 5) end },
   { "Sequential conv net", function()
       return dd.nn.Sequential{dd.nn.Conv2d{1, 3, padding = "same"}, dd.nn.Tanh(),
         dd.nn.Conv2d{3, 2, kernel_size = 3, stride = 2, padding = 1}, dd.nn.Flatten(), dd.nn.Linear{2 * 3 * 3, 4}}
