@@ -141,22 +141,51 @@ static int64_t tile_floats(const ConvShape *s) {
     return conv_is_pointwise(s) ? 0 : s->c * s->kh * s->kw * conv_tile_rows(s) * s->ow;
 }
 
+int conv_adjoint_shape(ConvShape *f, const ConvShape *s) {
+    if (s->sh != 1 || s->sw != 1 || s->dh != 1 || s->dw != 1 || conv_is_pointwise(s)) return 0;
+    /* Fewer image channels than grid channels (the decoder's 32 -> 1 output
+     * layer): the adjoint's im2col would be K/C times larger than the
+     * col2im it replaces and its GEMM C rows tall; the direct way is cheaper. */
+    if (s->c < s->k) return 0;
+    if (s->pt > s->kh - 1 || s->pb > s->kh - 1 || s->pl > s->kw - 1 || s->pr > s->kw - 1) return 0;
+    ConvShape a = *s;
+    a.c = s->k, a.h = s->oh, a.w = s->ow;
+    a.k = s->c, a.oh = s->h, a.ow = s->w;
+    a.pt = s->kh - 1 - s->pt, a.pb = s->kh - 1 - s->pb;
+    a.pl = s->kw - 1 - s->pl, a.pr = s->kw - 1 - s->pr;
+    /* stride 1: the grid is image + padding - kernel + 1 long both ways */
+    if (a.h + a.pt + a.pb - a.kh + 1 != a.oh || a.w + a.pl + a.pr - a.kw + 1 != a.ow) return 0;
+    *f = a;
+    return 1;
+}
+
+void conv_weight_flip(float *wf, const float *w, const ConvShape *s) {
+    const int64_t taps = s->kh * s->kw;
+    for (int64_t k = 0; k < s->k; k++)
+        for (int64_t c = 0; c < s->c; c++)
+            for (int64_t t = 0; t < taps; t++) wf[(c * s->k + k) * taps + taps - 1 - t] = w[(k * s->c + c) * taps + t];
+}
+
 void conv_scratch(ConvScratch *sc, float *ws, const ConvShape *s, int64_t dz_floats) {
     const int64_t weights = s->k * s->c * s->kh * s->kw;
     sc->threads = conv_threads(s);
-    sc->tile_floats = round_line(tile_floats(s));
+    sc->has_adjoint = conv_adjoint_shape(&sc->adj, s);
+    int64_t tile = tile_floats(s), adj_tile = sc->has_adjoint ? tile_floats(&sc->adj) : 0;
+    sc->tile_floats = round_line(tile > adj_tile ? tile : adj_tile);
     sc->part_db = round_line(weights);
     sc->part_floats = sc->part_db + round_line(s->k > s->c ? s->k : s->c);
     sc->dz_floats = round_line(dz_floats);
     sc->tile = ws;
     sc->part = ws ? ws + sc->threads * sc->tile_floats : NULL;
     sc->dz = ws ? sc->part + (sc->threads - 1) * sc->part_floats : NULL;
+    sc->wflip = ws && sc->has_adjoint ? sc->dz + sc->threads * sc->dz_floats : NULL;
 }
 
 int64_t conv_workspace_floats(const ConvShape *s, int64_t dz_floats) {
     ConvScratch sc;
     conv_scratch(&sc, NULL, s, dz_floats);
-    return sc.threads * sc.tile_floats + (sc.threads - 1) * sc.part_floats + sc.threads * sc.dz_floats;
+    return sc.threads * sc.tile_floats + (sc.threads - 1) * sc.part_floats + sc.threads * sc.dz_floats +
+           (sc.has_adjoint ? round_line(s->k * s->c * s->kh * s->kw) : 0);
 }
 
 void conv_task_grads(const ConvScratch *sc, int t, float **dw, float **db, int64_t weights, int64_t biases) {

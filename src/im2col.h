@@ -73,13 +73,32 @@ typedef struct ConvScratch {
     int threads;
     float *tile, *part, *dz;
     int64_t tile_floats, part_floats, part_db, dz_floats;
+    /* has_adjoint: s has stride 1 and dilation 1 (and is not pointwise), so
+     * its adjoint is the convolution adj (conv_adjoint_shape) with the
+     * weights conv_weight_flip writes into wflip; the tiles fit both. */
+    int has_adjoint;
+    ConvShape adj;
+    float *wflip;
 } ConvScratch;
 /* dz: per thread dz_floats for one image's output gradient through a fused
- * activation (0 when there is none). */
+ * activation (0 when there is none); wflip: K*C*KH*KW floats when
+ * has_adjoint. */
 void conv_scratch(ConvScratch *sc, float *ws, const ConvShape *s, int64_t dz_floats);
 /* Floats of ws the fast kernels need: the sum of the above. Depends on
  * dd_get_num_threads(), so size the workspace right before the call. */
 int64_t conv_workspace_floats(const ConvShape *s, int64_t dz_floats);
+/* With stride 1 and dilation 1 the adjoint of the convolution s (grid to
+ * image: Conv2d's input gradient, ConvTranspose2d's forward) is itself a
+ * convolution: of the grid (K channels of OH x OW) by the kernel flipped in
+ * space with in and out swapped, padded by KH-1-pt above (and so on), giving
+ * the image (C channels of H x W). *f describes it; returns 0 (f untouched)
+ * when s is not such a convolution, is pointwise, or has fewer image than
+ * grid channels (C < K), where the direct way moves less memory. As a convolution the
+ * product has K*KH*KW-deep GEMMs and im2col instead of
+ * the shallow W^T GEMM and the accumulating col2im (see docs/layers-conv.md). */
+int conv_adjoint_shape(ConvShape *f, const ConvShape *s);
+/* wf (C, K, KH, KW) [c][k][i][j] = w (K, C, KH, KW) [k][c][KH-1-i][KW-1-j]. */
+void conv_weight_flip(float *wf, const float *w, const ConvShape *s);
 /* Task t's gradient targets in the backward kernels: task 0 adds into dw
  * and db themselves, the others into their own part, zeroed here (a NULL
  * target stays NULL). conv_tasks_reduce then adds the parts into dw and db

@@ -64,6 +64,10 @@ static void conv2d_backward_task(void *arg, int t, int nt) {
         if (dw) conv_image_weight_grad(dw, dyn, j->x + n * image, tile, s);
         if (!j->dx) continue;
         float *dxn = j->dx + n * image;
+        if (j->sc.has_adjoint) { /* dx[n] = the flipped kernel over dy[n] (see conv_adjoint_shape) */
+            conv_images_forward(dxn, dyn, j->sc.wflip, NULL, ACT_LINEAR, tile, &j->sc.adj, 0, 1);
+            continue;
+        }
         if (!pointwise) memset(dxn, 0, (size_t)image * sizeof *dxn); /* col2im accumulates */
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
             int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
@@ -89,6 +93,7 @@ void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const flo
                      const float *y, Act act, float *ws, const ConvShape *s) {
     Conv2dJob j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .out = y, .act = act, .s = s};
     conv_scratch(&j.sc, ws, s, conv2d_dz_floats(s, act));
+    if (dx && j.sc.has_adjoint) conv_weight_flip(j.sc.wflip, w, s);
     parallel_run(j.sc.threads, conv2d_backward_task, &j);
     conv_tasks_reduce(&j.sc, dw, db, s->k * s->c * s->kh * s->kw, s->k);
 }

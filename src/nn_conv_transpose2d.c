@@ -42,6 +42,10 @@ static void conv_transpose2d_forward_task(void *arg, int t, int nt) {
     float *tile = j->sc.tile + t * j->sc.tile_floats;
     int64_t n0, n1;
     parallel_split(&n0, &n1, s->n, t, nt);
+    if (j->sc.has_adjoint) { /* a convolution of x by the flipped kernel (see conv_adjoint_shape) */
+        conv_images_forward(j->y, j->x, j->sc.wflip, j->b, j->act, tile, &j->sc.adj, n0, n1);
+        return;
+    }
     const int pointwise = conv_is_pointwise(s);
     for (int64_t n = n0; n < n1; n++) {
         const float *xn = j->x + n * s->k * L;
@@ -70,6 +74,7 @@ void conv_transpose2d_forward(float *y, const float *x, const float *w, const fl
                               const ConvShape *s) {
     ConvTranspose2dJob j = {.y = y, .x = x, .w = w, .b = b, .act = act, .s = s};
     conv_scratch(&j.sc, ws, s, 0);
+    if (j.sc.has_adjoint) conv_weight_flip(j.sc.wflip, w, s);
     parallel_run(j.sc.threads, conv_transpose2d_forward_task, &j);
 }
 

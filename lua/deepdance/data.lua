@@ -12,23 +12,29 @@ Augmented.__index = Augmented
 function Augmented:size() return self.n end
 
 -- Per sample: a mirror with probability 1/2, a shift uniform in
--- -shift..shift pixels; samples after only_first pass through unchanged.
+-- -shift..shift pixels; samples after only_first pass through unchanged and
+-- draw nothing, so a validation pass does not move the training draws.
 -- Every draw comes from dd's generator, so dd.manual_seed repeats the
 -- augmentation and dd.fit's checkpoints (which keep the generator) resume it.
 function Augmented:batch(indices)
   local b = self.source:batch(indices)
   if util.is_tensor(indices) then indices = indices:totable() end
   local B = #indices
-  local draws = dd.rand(3, B)
-  local flip, dx, dy, any = {}, {}, {}, false
+  local on = 0
+  for k = 1, B do if indices[k] <= self.only_first then on = on + 1 end end
+  if on == 0 then return b end -- (no draws: validation batches leave the generator alone)
+  local draws = dd.rand(3, on)
+  local flip, dx, dy, d = {}, {}, {}, 0
   for k = 1, B do
-    local on = indices[k] <= self.only_first
-    flip[k] = on and self.flip and draws:get(1, k) < 0.5 or false
-    dx[k] = on and math.floor(draws:get(2, k) * (2 * self.shift_x + 1)) - self.shift_x or 0
-    dy[k] = on and math.floor(draws:get(3, k) * (2 * self.shift_y + 1)) - self.shift_y or 0
-    any = any or on
+    if indices[k] <= self.only_first then
+      d = d + 1
+      flip[k] = self.flip and draws:get(1, d) < 0.5
+      dx[k] = math.floor(draws:get(2, d) * (2 * self.shift_x + 1)) - self.shift_x
+      dy[k] = math.floor(draws:get(3, d) * (2 * self.shift_y + 1)) - self.shift_y
+    else
+      flip[k], dx[k], dy[k] = false, 0, 0
+    end
   end
-  if not any then return b end
   return dd.vision.flip_shift(b, { flip = flip, dx = dx, dy = dy, fill = self.fill })
 end
 
