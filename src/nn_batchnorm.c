@@ -11,7 +11,7 @@
  *   evaluation  the same with running_mean and running_var
  * running_mean and running_var are buffers: in state_dict() and checkpoints,
  * not in parameters(), so optimizers never touch them.
- * Memory: 2C saved floats (mean, invstd) for backward, which recomputes
+ * Memory: 3C saved floats (the mean as a float pair, invstd) for backward, which recomputes
  * x_hat from x; a backward without dx borrows N*C*S floats of workspace. */
 #include "activation.h"
 #include "layer.h"
@@ -24,7 +24,7 @@
 /* ---- kernels ---- */
 
 typedef struct BnJob {
-    float *y, *mean, *invstd, *running_mean, *running_var;
+    float *y, *stats, *running_mean, *running_var;
     float *dx, *dgamma, *dbeta, *dz;
     const float *x, *gamma, *beta, *dy, *out;
     int training;
@@ -38,6 +38,54 @@ static const float *bn_slice(const float *t, const BatchNormShape *s, int64_t i,
     return t + (i * s->c + ch) * s->s;
 }
 
+/* Sums in eight double lanes: GCC vectorises fixed lanes, not one running
+ * double (its order is fixed by C), and a lone accumulator would wait on
+ * each add's latency. The lanes make the order fixed too: same bits on any
+ * thread count. */
+#define LANES 8
+static double lanes_total(const double *acc) {
+    double t = 0;
+    for (int l = 0; l < LANES; l++) t += acc[l];
+    return t;
+}
+
+/* sum of x[k] - shift, and of its square, over n values */
+__attribute__((target_clones("avx2", "default"))) static void sums_shifted(double *sum, double *sq, const float *x, int64_t n, double shift) {
+    double a[LANES] = {0}, b[LANES] = {0};
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double d = (double)x[k + l] - shift;
+            a[l] += d;
+            b[l] += d * d;
+        }
+    for (; k < n; k++) {
+        double d = (double)x[k] - shift;
+        a[0] += d;
+        b[0] += d * d;
+    }
+    *sum += lanes_total(a);
+    *sq += lanes_total(b);
+}
+
+/* sum of dz, and of dz * x_hat with x_hat = ((x - hi) - lo) * is, over n values */
+__attribute__((target_clones("avx2", "default"))) static void sums_grad(double *sum_dz, double *sum_dz_xhat, const float *dz, const float *x, int64_t n, float hi,
+                      float lo, float is) {
+    double a[LANES] = {0}, b[LANES] = {0};
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES)
+        for (int l = 0; l < LANES; l++) {
+            a[l] += dz[k + l];
+            b[l] += dz[k + l] * (((x[k + l] - hi) - lo) * is);
+        }
+    for (; k < n; k++) {
+        a[0] += dz[k];
+        b[0] += dz[k] * (((x[k] - hi) - lo) * is);
+    }
+    *sum_dz += lanes_total(a);
+    *sum_dz_xhat += lanes_total(b);
+}
+
 static void bn_forward_task(void *arg, int task, int ntasks) {
     const BnJob *j = arg;
     const BatchNormShape *s = j->s;
@@ -45,17 +93,17 @@ static void bn_forward_task(void *arg, int task, int ntasks) {
     parallel_split(&lo, &hi, s->c, task, ntasks);
     for (int64_t ch = lo; ch < hi; ch++) {
         double mu, var;
-        if (j->training) { /* two passes in double: the variance of 10^5 values stays exact */
-            double sum = 0, sq = 0;
-            for (int64_t i = 0; i < s->n; i++) {
-                const float *x = bn_slice(j->x, s, i, ch);
-                for (int64_t k = 0; k < s->s; k++) sum += x[k];
-            }
-            mu = sum / (double)m;
-            for (int64_t i = 0; i < s->n; i++) {
-                const float *x = bn_slice(j->x, s, i, ch);
-                for (int64_t k = 0; k < s->s; k++) sq += (x[k] - mu) * (x[k] - mu);
-            }
+        if (j->training) {
+            /* One pass in double around a shift (the channel's first value):
+             * sum(d^2) - sum(d)^2/m with d = x - shift cancels only when
+             * |mean - shift| is many standard deviations, and double has 29
+             * bits more than the float data (a pass over memory is most of
+             * this layer's time). */
+            double shift = bn_slice(j->x, s, 0, ch)[0], sum = 0, sq = 0;
+            for (int64_t i = 0; i < s->n; i++) sums_shifted(&sum, &sq, bn_slice(j->x, s, i, ch), s->s, shift);
+            mu = shift + sum / (double)m;
+            sq -= sum * sum / (double)m;
+            if (sq < 0) sq = 0;
             var = sq / (double)m;
             if (j->running_mean) {
                 double mo = j->momentum;
@@ -66,15 +114,18 @@ static void bn_forward_task(void *arg, int task, int ntasks) {
             mu = j->running_mean[ch];
             var = j->running_var[ch];
         }
-        float fmu = (float)mu, is = (float)(1.0 / sqrt(var + (double)j->eps));
-        j->mean[ch] = fmu;
-        j->invstd[ch] = is;
+        /* the mean as hi + lo: x - hi is exact near the mean (Sterbenz), so
+         * a large mean over a small spread keeps the spread's digits */
+        float hi = (float)mu, lo = (float)(mu - hi), is = (float)(1.0 / sqrt(var + (double)j->eps));
+        j->stats[ch] = hi;
+        j->stats[s->c + ch] = lo;
+        j->stats[2 * s->c + ch] = is;
         float g = j->gamma ? j->gamma[ch] : 1.0f, b = j->beta ? j->beta[ch] : 0.0f;
-        float scale = g * is, shift = b - fmu * scale;
+        float scale = g * is;
         for (int64_t i = 0; i < s->n; i++) {
             const float *x = bn_slice(j->x, s, i, ch);
             float *y = (float *)bn_slice(j->y, s, i, ch);
-            for (int64_t k = 0; k < s->s; k++) y[k] = x[k] * scale + shift;
+            for (int64_t k = 0; k < s->s; k++) y[k] = ((x[k] - hi) - lo) * scale + b;
             act_forward(j->act, y, s->s);
         }
     }
@@ -86,10 +137,10 @@ static int bn_tasks(const BatchNormShape *s) {
     return s->n * s->c * s->s >= ((int64_t)1 << 15) ? parallel_threads() : 1;
 }
 
-void batchnorm_forward(float *y, float *mean, float *invstd, float *running_mean, float *running_var,
-                       const float *x, const float *gamma, const float *beta, int training, float eps,
-                       float momentum, Act act, const BatchNormShape *s) {
-    BnJob j = {.y = y, .mean = mean, .invstd = invstd, .running_mean = running_mean, .running_var = running_var,
+void batchnorm_forward(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                       const float *gamma, const float *beta, int training, float eps, float momentum, Act act,
+                       const BatchNormShape *s) {
+    BnJob j = {.y = y, .stats = stats, .running_mean = running_mean, .running_var = running_var,
                .x = x, .gamma = gamma, .beta = beta, .training = training, .eps = eps, .momentum = momentum,
                .act = act, .s = s};
     parallel_run(bn_tasks(s), bn_forward_task, &j);
@@ -101,16 +152,14 @@ static void bn_backward_task(void *arg, int task, int ntasks) {
     int64_t lo, hi, m = s->n * s->s;
     parallel_split(&lo, &hi, s->c, task, ntasks);
     for (int64_t ch = lo; ch < hi; ch++) {
-        float mu = j->mean[ch], is = j->invstd[ch], g = j->gamma ? j->gamma[ch] : 1.0f;
+        float hi = j->stats[ch], lo = j->stats[s->c + ch], is = j->stats[2 * s->c + ch];
+        float g = j->gamma ? j->gamma[ch] : 1.0f;
         double sum_dz = 0, sum_dz_xhat = 0;
         for (int64_t i = 0; i < s->n; i++) {
             const float *x = bn_slice(j->x, s, i, ch), *dy = bn_slice(j->dy, s, i, ch), *y = bn_slice(j->out, s, i, ch);
             float *dz = (float *)bn_slice(j->dz, s, i, ch);
             act_backward(j->act, dz, dy, y, s->s);
-            for (int64_t k = 0; k < s->s; k++) {
-                sum_dz += dz[k];
-                sum_dz_xhat += dz[k] * ((x[k] - mu) * is);
-            }
+            sums_grad(&sum_dz, &sum_dz_xhat, dz, x, s->s, hi, lo, is);
         }
         if (j->dgamma) j->dgamma[ch] += (float)sum_dz_xhat;
         if (j->dbeta) j->dbeta[ch] += (float)sum_dz;
@@ -123,16 +172,16 @@ static void bn_backward_task(void *arg, int task, int ntasks) {
         for (int64_t i = 0; i < s->n; i++) {
             const float *x = bn_slice(j->x, s, i, ch), *dz = bn_slice(j->dz, s, i, ch);
             float *dx = (float *)bn_slice(j->dx, s, i, ch);
-            for (int64_t k = 0; k < s->s; k++) dx[k] = k0 * (dz[k] - a - (x[k] - mu) * is * b);
+            for (int64_t k = 0; k < s->s; k++) dx[k] = k0 * (dz[k] - a - ((x[k] - hi) - lo) * is * b);
         }
     }
 }
 
 void batchnorm_backward(float *dx, float *dgamma, float *dbeta, float *dz, const float *dy, const float *y,
-                        const float *x, const float *gamma, const float *mean, const float *invstd, int training,
-                        Act act, const BatchNormShape *s) {
+                        const float *x, const float *gamma, const float *stats, int training, Act act,
+                        const BatchNormShape *s) {
     BnJob j = {.dx = dx, .dgamma = dgamma, .dbeta = dbeta, .dz = dz, .dy = dy, .out = y, .x = x, .gamma = gamma,
-               .mean = (float *)mean, .invstd = (float *)invstd, .training = training, .act = act, .s = s};
+               .stats = (float *)stats, .training = training, .act = act, .s = s};
     parallel_run(bn_tasks(s), bn_backward_task, &j);
 }
 
@@ -144,7 +193,7 @@ typedef struct BatchNormCfg {
     int affine;
     float eps, momentum;
     Act act;
-    SavedBuf stats;  /* mean (C) then invstd (C) of the latest forward */
+    SavedBuf stats;  /* mean hi, mean lo, invstd (C each) of the latest forward */
     int trained;     /* whether the latest forward used the batch's statistics */
 } BatchNormCfg;
 
@@ -221,11 +270,11 @@ static int batchnorm_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
     if (m->training && s.n * s.s < 2)
         return layer_fail(err, "training needs more than 1 value per channel, got input shape %s (call eval() to use "
                           "the running statistics)", shape_format(sh, sizeof sh, x->ndim, x->shape));
-    float *stats = saved_reserve(&c->stats, (size_t)(2 * s.c));
+    float *stats = saved_reserve(&c->stats, (size_t)(3 * s.c));
     if (!stats) return layer_fail(err, "out of memory for the statistics of %lld channels", (long long)s.c);
     int r = c->affine ? 2 : 0;
     c->trained = m->training;
-    batchnorm_forward(tensor_data(y), stats, stats + s.c, param_data(m, r, 0), param_data(m, r + 1, 0),
+    batchnorm_forward(tensor_data(y), stats, param_data(m, r, 0), param_data(m, r + 1, 0),
                       tensor_data(x), c->affine ? param_data(m, 0, 0) : NULL, c->affine ? param_data(m, 1, 0) : NULL,
                       m->training, c->eps, c->momentum, c->act, &s);
     return 0;
@@ -242,7 +291,7 @@ static int batchnorm_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tenso
     if (!dz) return layer_fail(err, "out of memory for a workspace of %lld floats", (long long)n);
     batchnorm_backward(dx ? tensor_data(dx) : NULL, c->affine ? param_data(m, 0, 1) : NULL,
                        c->affine ? param_data(m, 1, 1) : NULL, dz, tensor_data(dy), tensor_data(y), tensor_data(x),
-                       c->affine ? param_data(m, 0, 0) : NULL, c->stats.data, c->stats.data + s.c, c->trained, c->act,
+                       c->affine ? param_data(m, 0, 0) : NULL, c->stats.data, c->trained, c->act,
                        &s);
     return 0;
 }
