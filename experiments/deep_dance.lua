@@ -26,7 +26,7 @@ if not o then return end
 -- The scales. demo: small enough to finish in minutes on 2 cores, so it
 -- trades the original's model for ours where that learns more per second:
 -- the strided autoencoder (no 3x3 convolution at full resolution, 16
--- filters), BCE + Dice, the output started at the mean brightness, a cosine
+-- filters) with batch normalisation, BCE + Dice, the output started at the mean brightness, a cosine
 -- learning-rate decay, mirrored and shifted training frames, 12 minutes of
 -- video (2160 frames: with 4 the autoencoder overfits, train IoU 0.75
 -- against 0.63 held out), and a code normalized to unit RMS for
@@ -36,9 +36,10 @@ local PRESETS = {
   demo = {
     minutes = 12, video_fps = 6,
     ae = { epochs = 30, batch_size = 16, filters = 16, latent = 128, loss = "bce+dice", output_bias = "mean", lr = 1e-3,
-           variant = "strided", lr_schedule = "cosine", min_lr = 1e-5, flip = true, shift_x = 16, normalize_code = true },
-    seq = { epochs = 20, batch_size = 64, split = 0.9, patience = 8 },
-    mdn = { mixtures = 5 },
+           variant = "strided", lr_schedule = "cosine", min_lr = 1e-5, flip = true, shift_x = 16, normalize_code = true,
+           norm = "batch" },
+    seq = { epochs = 20, batch_size = 64, split = 0.9, patience = 8, head_init = "data" },
+    mdn = { mixtures = 5, min_sigma = 0.05 },
     steps = 1000, video_steps = 200, interpolate = 4, temperature = 0.7,
   },
   smoke = {
@@ -69,6 +70,47 @@ local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local deepdance = q(dd.home .. "/deepdance")
 sh("mkdir -p " .. q(out .. "/data"))
 
+-- Runs dd.dance.<fn>(opts) for every job at once, each in its own process on
+-- one thread, with its output in job.log, printed when it ends. The two
+-- sequence models (and then their evaluations) run side by side this way:
+-- an LSTM at batch 64 gains little from a second thread, so two one-thread
+-- jobs finish in about 70% of the time of one after the other. Each job
+-- seeds itself, so the results do not depend on which finishes first. If
+-- one fails (or on Ctrl-C) the others are stopped and the error names its log.
+local exe = dd.process.executable and dd.process.executable() or (dd.home .. "/deepdance")
+local function run_side_by_side(jobs)
+  local pids, job_of = {}, {}
+  for _, j in ipairs(jobs) do
+    local code = ("dd.manual_seed(%d); dd.dance.%s(dd.json.decode(%q))"):format(o.seed, j.fn, dd.json.encode(j.opts))
+    local pid = dd.process.spawn{ argv = { exe, "-e", code }, output = j.log,
+                                  env = { DEEPDANCE_NUM_THREADS = "1", OPENBLAS_NUM_THREADS = "1" } }
+    pids[#pids + 1], job_of[pid] = pid, j
+  end
+  local failed
+  local ok, err = pcall(function()
+    while #pids > 0 do
+      local pid, code = dd.process.wait(pids, 1.0)
+      if pid then
+        for i, p in ipairs(pids) do if p == pid then table.remove(pids, i) break end end
+        local j = job_of[pid]
+        local f = io.open(j.log)
+        io.stdout:write(("-- %s (%s)\n"):format(j.name, j.log), f and f:read("a") or "", "\n")
+        if f then f:close() end
+        io.stdout:flush()
+        if code ~= 0 and not failed then
+          failed = ("deep_dance: %s failed (exit status %d); its output is in %s"):format(j.name, code, j.log)
+          error(failed, 0)
+        end
+      end
+    end
+  end)
+  if not ok then
+    for _, pid in ipairs(pids) do dd.process.kill(pid, "TERM") end
+    for _ = 1, #pids do if not dd.process.wait(pids, 5) then break end end
+    error(err, 0)
+  end
+end
+
 -- 1. The video.
 local video = o.video
 if not video then
@@ -98,17 +140,22 @@ ae_opts.epochs = o.ae_epochs or ae_opts.epochs
 dd.dance.train_autoencoder(ae_opts)
 local ae = dd.dance.load_autoencoder(out .. "/ae")
 
--- 4. Sequence models: the paper's (notebook) regressor and the MDN sampler.
+-- 4. Sequence models: the paper's (notebook) regressor and the MDN sampler,
+-- side by side. The latents are encoded once, here, for both.
 local seqs = { { name = "notebook", dir = out .. "/seq" }, { name = "mdn", dir = out .. "/seq_mdn" } }
+step("sequence models: " .. seqs[1].name .. " and " .. seqs[2].name)
+local jobs = {}
 for _, s in ipairs(seqs) do
-  step("sequence model: " .. s.name)
+  sh("mkdir -p " .. q(s.dir))
+  dd.dance.prepare_latents{ ae_dir = out .. "/ae", data = frames, out = s.dir }
   local so = { ae_dir = out .. "/ae", data = frames, out = s.dir, variant = s.name, seed = o.seed, resume = true,
                progress = o.progress }
   for k, v in pairs(P.seq) do so[k] = v end
   so.epochs = o.seq_epochs or so.epochs
-  if s.name == "mdn" then so.mixtures = P.mdn.mixtures end
-  dd.dance.train_sequence(so)
+  if s.name == "mdn" then so.mixtures, so.min_sigma = P.mdn.mixtures, P.mdn.min_sigma end
+  jobs[#jobs + 1] = { name = "sequence model " .. s.name, fn = "train_sequence", opts = so, log = s.dir .. "/train.log" }
 end
+run_side_by_side(jobs)
 
 -- 5. Dances: the paper's deterministic loop from a random seed, and sampling
 -- at the preset's temperature (T = 0.7: at T = 1 the demo's MDN moves at the
@@ -134,23 +181,27 @@ for _, g in ipairs{
   print(("%s: %d steps -> %s, %s"):format(g.name, P.video_steps, mp4, gif))
 end
 
--- 6. Evaluation: one report per sequence model, then one summary.
-local reports = {}
+-- 6. Evaluation: one report per sequence model (side by side), then one summary.
+step("evaluate: " .. seqs[1].name .. " and " .. seqs[2].name)
+jobs = {}
 for _, s in ipairs(seqs) do
-  step("evaluate: " .. s.name)
-  dd.manual_seed(o.seed)
   -- the MDN samples at T = 1 (its own distribution) and at the preset's
-  -- temperature (the videos'), next to the paper's deterministic loop
+  -- temperature (the videos'), next to the paper's deterministic loop; the
+  -- notebook model runs the paper's loop and noise injection (the defaults)
   local modes = nil
-  if s.name == "mdn" and P.temperature and P.temperature ~= 1 then
-    modes = { "deterministic", { mode = "sample", temperature = 1 }, { mode = "sample", temperature = P.temperature } }
+  if s.name == "mdn" then
+    modes = { "deterministic", { mode = "sample", temperature = 1 } }
+    if P.temperature and P.temperature ~= 1 then modes[3] = { mode = "sample", temperature = P.temperature } end
   end
-  reports[s.name] = dd.dance.evaluate{ run = out, ae = out .. "/ae", seq = s.dir, data = frames, out = s.dir .. "/eval",
-                                       steps = P.steps, seed = o.seed, modes = modes }
+  sh("mkdir -p " .. q(s.dir .. "/eval"))
+  jobs[#jobs + 1] = { name = "evaluation of " .. s.name, fn = "evaluate", log = s.dir .. "/eval/evaluate.log",
+    opts = { run = out, ae = out .. "/ae", seq = s.dir, data = frames, out = s.dir .. "/eval", steps = P.steps,
+             seed = o.seed, modes = modes } }
 end
+run_side_by_side(jobs)
 local summary = { preset = o.preset, seed = o.seed, video = video, frames = #fs, seconds = dd.clock() - t_start,
                   videos = videos, reports = {} }
-for name, r in pairs(reports) do summary.reports[name] = (seqs[1].name == name and seqs[1].dir or seqs[2].dir) .. "/eval/report.json" end
+for _, s in ipairs(seqs) do summary.reports[s.name] = s.dir .. "/eval/report.json" end
 local f = assert(io.open(out .. "/report.json.tmp", "w"))
 f:write(dd.json.encode(summary, { indent = true }), "\n")
 f:close()

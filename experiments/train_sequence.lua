@@ -20,6 +20,9 @@ p:option("--batch-size", "windows per step", "128"):convert(math.tointeger)
 p:option("--lr", "Adam learning rate", "1e-3"):convert(tonumber)
 p:option("--seed", "random seed (weights, shuffling, noise)", "1"):convert(math.tointeger)
 p:option("--mixtures", "mdn: Gaussian components"):convert(math.tointeger)
+p:option("--head-init", "zero (Keras's) or data: the output bias starts at the targets' mean (and the MDN's sigmas at their std)", "zero")
+  :choices{ "zero", "data" }
+p:option("--min-sigma", "mdn: floor of each component's standard deviations (default 0: none)"):convert(tonumber)
 p:option("--units", "LSTM sizes, comma-separated (default: the variant's)")
 p:option("--dropout", "dropout between layers (default 0.2)"):convert(tonumber)
 p:option("--autocondition", "k: alternate k ground-truth and k self-generated inputs (0: off)", "0"):convert(math.tointeger)
@@ -45,7 +48,7 @@ if o.split and o.split >= 1 then o.split = math.tointeger(o.split) or error("tra
 local t0 = dd.clock()
 local history = dd.dance.train_sequence{
   ae_dir = o.ae, data = o.data, out = o.out, variant = o.variant, look_back = o.look_back, split = o.split,
-  epochs = o.epochs, batch_size = o.batch_size, lr = o.lr, seed = o.seed, mixtures = o.mixtures, units = units,
+  epochs = o.epochs, batch_size = o.batch_size, lr = o.lr, seed = o.seed, mixtures = o.mixtures, min_sigma = o.min_sigma, head_init = o.head_init, units = units,
   dropout = o.dropout, autocondition = o.autocondition, autocondition_fraction = o.autocondition_fraction,
   noise = o.noise, patience = o.patience, resume = o.resume, progress = o.progress,
 }

@@ -16,8 +16,9 @@
 -- last); the latent goes through a ReLU in both, as in the original, so the
 -- notebook's sequence model (Dense 128 + ReLU) can predict it.
 -- norm = 'batch' puts a BatchNorm2d (ReLU fused) after every convolution
--- but the output one, whose bias it makes redundant (bias = false), in
--- either variant; 'none' (the default) is the original's plain stack.
+-- but the output one and a BatchNorm1d after the two 512-unit dense layers,
+-- whose biases it makes redundant (bias = false), in either variant; 'none'
+-- (the default) is the original's plain stack.
 local KNOWN = { latent = true, filters = true, height = true, width = true, variant = true, norm = true }
 
 return function(opts)
@@ -68,7 +69,13 @@ return function(opts)
       return nn.ConvTranspose2d{cin, cout, kernel_size = 3, padding = "same", bias = bias, activation = a}
     end, cout, act)
   end
-  local function dense(i, o) return nn.Linear{i, o, activation = "relu"} end
+  -- The hidden dense layers get a BatchNorm1d too; the code's own Linear
+  -- (to and from the latent) keeps its bias and plain ReLU, so the code's
+  -- scale stays the encoder's to set (normalize_code rescales it).
+  local function dense(i, o, hidden)
+    if norm == "none" or not hidden then return nn.Linear{i, o, activation = "relu"} end
+    return { pair = true, nn.Linear{i, o, bias = false}, nn.BatchNorm1d{o, activation = "relu"} }
+  end
 
   local encoder, decoder
   if variant == "original" then
@@ -78,10 +85,10 @@ return function(opts)
       conv(f, f), conv(f, f), nn.MaxPool2d{2},
       conv(f, f), conv(f, 8),
       nn.Flatten(),
-      dense(8 * h * w, 512), dense(512, latent),
+      dense(8 * h * w, 512, true), dense(512, latent),
     }
     decoder = stack{
-      dense(latent, 512), dense(512, 4 * h * w),
+      dense(latent, 512, true), dense(512, 4 * h * w),
       nn.Reshape{4, h, w},
       deconv(4, 4), deconv(4, f), nn.Upsample{2},
       deconv(f, f), deconv(f, f), nn.Upsample{2},
@@ -97,10 +104,10 @@ return function(opts)
       conv(f2, f2, 2), conv(f2, f3),       -- H/4
       conv(f3, f3, 2), conv(f3, 16, 1, 1), -- H/8, 16 channels
       nn.Flatten(),
-      dense(16 * h * w, 512), dense(512, latent),
+      dense(16 * h * w, 512, true), dense(512, latent),
     }
     decoder = stack{
-      dense(latent, 512), dense(512, 16 * h * w),
+      dense(latent, 512, true), dense(512, 16 * h * w),
       nn.Reshape{16, h, w},
       conv(16, f3), nn.Upsample{2},        -- H/4
       conv(f3, f2), nn.Upsample{2},        -- H/2

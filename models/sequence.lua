@@ -4,14 +4,15 @@
 --   notebook  LSTM 512, 256, 256 (last step) + Dense 128 ReLU, hard-sigmoid gates,
 --             20% dropout between: 2,658,432 parameters (the published numbers)
 --   paper     four LSTM layers of 256 with 20% dropout, as the paper's text says
---   mdn       the notebook trunk with a mixture-density head (sampling keeps it dancing)
+--   mdn       the notebook trunk with a mixture-density head (sampling keeps it dancing);
+--             min_sigma (default 0: none) floors its sigmas (dd.nn.MDN)
 return function(opts)
   opts = opts or {}
   local known = { variant = true, latent = true, dropout = true, mixtures = true, units = true,
-                  recurrent_activation = true }
+                  recurrent_activation = true, min_sigma = true }
   for k in pairs(opts) do
     if not known[k] then
-      error("sequence: unknown option '" .. tostring(k) .. "' (known: variant, latent, dropout, mixtures, units, recurrent_activation)", 2)
+      error("sequence: unknown option '" .. tostring(k) .. "' (known: variant, latent, dropout, mixtures, units, recurrent_activation, min_sigma)", 2)
     end
   end
   local nn = dd.nn
@@ -32,7 +33,7 @@ return function(opts)
   end
   local head
   if variant == "mdn" then
-    head = nn.MDN{cin, latent, opts.mixtures or 5}
+    head = nn.MDN{cin, latent, opts.mixtures or 5, min_sigma = opts.min_sigma or 0}
     layers[#layers + 1] = head
   else
     layers[#layers + 1] = nn.Linear{cin, latent}

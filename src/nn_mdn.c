@@ -1,11 +1,17 @@
 /* nn_mdn.c: MDN, a mixture-density output head (Bishop 1994; World Models'
  * MDN-RNN). The layer is a Linear map from in_features to K*(1+2D) raw
- * outputs, laid out per sample as in mdn_loss.h; it returns them untouched.
+ * outputs, laid out per sample as in mdn_loss.h; it returns them untouched
+ * except, with min_sigma > 0, the log sigmas: log(min_sigma + exp(raw)), a
+ * smooth floor. Without a floor, a target dimension that is (nearly)
+ * constant, like a latent that the autoencoder's ReLU keeps at 0, drives its
+ * sigma to the clamp, the loss to -150 and the mean's gradient (z / sigma)
+ * to thousands, which can wreck the shared trunk's training.
  * Softmax, exp and the log-sigma clamp happen where they are used: in the
  * loss (mdn_loss.c), in sampling and in the mixture mean (below). Sampling is
  * how generation keeps moving: a deterministic regressor on MSE settles on an
  * average pose.
- * x is (..., in), W is (K*(1+2D), in), b is (K*(1+2D)), y is (..., K*(1+2D)). */
+ * x is (..., in), W is (K*(1+2D), in), b is (K*(1+2D)), y is (..., K*(1+2D)).
+ * Memory: with min_sigma, backward borrows rows*K*(1+2D) floats of workspace. */
 #include "nn_mdn.h"
 #include "tensor_math.h"
 
@@ -15,15 +21,41 @@
 typedef struct MdnCfg {
     int64_t in, width;
     int k, d;
+    float min_sigma;
 } MdnCfg;
 
-enum { MDN_IN, MDN_OUT, MDN_MIX, MDN_WINIT };
+enum { MDN_IN, MDN_OUT, MDN_MIX, MDN_WINIT, MDN_MIN_SIGMA };
 static const LayerOption mdn_options[] = {
     {"in_features", OPT_INT, NULL, 1},
     {"out_features", OPT_INT, NULL, 1},
     {"mixtures", OPT_INT, NULL, 1},
     {"weight_init", OPT_STRING, "glorot_uniform", 0},
+    {"min_sigma", OPT_NUMBER, "0", 0},
     {NULL, 0, NULL, 0}};
+
+/* The log-sigma floor on rows (n, K*(1+2D)), in place: ls = log(f + exp(ls))
+ * for f = min_sigma, as f' + log1p(exp(-|ls - f'|)) with f' = max(log f, ls)
+ * so no exp overflows. */
+void mdn_floor_forward(float *out, int64_t n, int k, int d, float min_sigma) {
+    const int64_t w = mdn_width(k, d), first = (int64_t)k * (1 + d);
+    const double lf = log((double)min_sigma);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = first; i < w; i++) {
+            double v = out[r * w + i], hi = v > lf ? v : lf;
+            out[r * w + i] = (float)(hi + log1p(exp(-fabs(v - lf))));
+        }
+}
+
+/* dz = dy through the floor, from its output: d/dv log(f + e^v) =
+ * e^v / (f + e^v) = 1 - f / exp(out). The other entries pass through. */
+void mdn_floor_backward(float *dz, const float *dy, const float *out, int64_t n, int k, int d, float min_sigma) {
+    const int64_t w = mdn_width(k, d), first = (int64_t)k * (1 + d);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < w; i++) {
+            int64_t j = r * w + i;
+            dz[j] = i < first ? dy[j] : (float)(dy[j] * (1.0 - (double)min_sigma * exp(-(double)out[j])));
+        }
+}
 
 static int mdn_init(Layer *m, const OptValues *v, char *err) {
     MdnCfg *c = m->cfg;
@@ -32,6 +64,8 @@ static int mdn_init(Layer *m, const OptValues *v, char *err) {
     if (d < 1 || k < 1 || k * (1 + 2 * d) > (1 << 30))
         return layer_fail(err, "out_features and mixtures must be >= 1 with mixtures*(1+2*out_features) <= 2^30, got %.0f and %.0f",
                           d, k);
+    double f = v->num[MDN_MIN_SIGMA];
+    if (!(f >= 0 && f <= 1e3)) return layer_fail(err, "min_sigma must be in [0, 1000], got %g", f);
     ParamInit wi;
     if (param_init_parse(v->str[MDN_WINIT], &wi))
         return layer_fail(err, "unknown weight_init '%s' (known: %s)", v->str[MDN_WINIT], param_init_names);
@@ -39,6 +73,7 @@ static int mdn_init(Layer *m, const OptValues *v, char *err) {
     c->d = (int)d;
     c->k = (int)k;
     c->width = mdn_width(c->k, c->d);
+    c->min_sigma = (float)f;
     int64_t ws[2] = {c->width, c->in};
     layer_add_param(m, "weight", 2, ws, wi, c->in, c->width);
     layer_add_param(m, "bias", 1, &c->width, INIT_ZEROS, c->in, c->width);
@@ -67,6 +102,7 @@ static int mdn_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
     if (rows)
         blas_sgemm(0, 1, (int)rows, (int)c->width, (int)c->in, 1.0f, tensor_data(x), (int)c->in,
                    tensor_data(m->params[0].value), (int)c->in, 1.0f, yd, (int)c->width);
+    if (c->min_sigma > 0) mdn_floor_forward(yd, rows, c->k, c->d, c->min_sigma);
     return 0;
 }
 
@@ -75,6 +111,12 @@ static int mdn_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy,
     int64_t rows = tensor_numel(x) / c->in;
     if (!rows) return 0;
     const float *dyd = tensor_data(dy);
+    if (c->min_sigma > 0) {
+        float *dz = workspace_get((size_t)(rows * c->width));
+        if (!dz) return layer_fail(err, "out of memory for a workspace of %lld floats", (long long)(rows * c->width));
+        mdn_floor_backward(dz, dyd, tensor_data(y), rows, c->k, c->d, c->min_sigma);
+        dyd = dz;
+    }
     float *db = tensor_data(m->params[1].grad);
     blas_sgemm(1, 0, (int)c->width, (int)c->in, (int)rows, 1.0f, dyd, (int)c->width, tensor_data(x), (int)c->in, 1.0f,
                tensor_data(m->params[0].grad), (int)c->in);

@@ -12,6 +12,12 @@
 int mdn_mixtures(const Layer *m);
 int mdn_out_features(const Layer *m);
 
+/* The min_sigma floor of the head's log sigmas on raw rows (n, K*(1+2D)),
+ * in place: log(min_sigma + exp(v)); and its backward from the floored
+ * output (dz may be dy). */
+void mdn_floor_forward(float *out, int64_t n, int k, int d, float min_sigma);
+void mdn_floor_backward(float *dz, const float *dy, const float *out, int64_t n, int k, int d, float min_sigma);
+
 /* y (n, D): one draw per row of out (n, K*(1+2D)). The component comes from
  * softmax(logits / temperature), then y = mu + sigma * sqrt(temperature) * noise
  * (World Models). Draws per row: one uniform, then D normals, all from rng.

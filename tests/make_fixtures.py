@@ -445,7 +445,7 @@ write_safetensors(os.path.join(OUT, "models.safetensors"), tensors,
 # ---- batch normalisation: training step (batch statistics, running
 # statistics updated) then evaluation (running statistics) ----
 torch.manual_seed(4321)
-bn_cases, tensors = [], {}
+cases, bn_cases, tensors = [], [], {}
 
 
 def add_bn_case(name, kind, opts, x, act=None):
@@ -488,5 +488,26 @@ add_bn_case("bn2d", "BatchNorm2d", {}, torch.randn(4, 3, 5, 6) * 2 + 1)
 add_bn_case("bn2d_relu_m03", "BatchNorm2d", {"momentum": 0.3, "eps": 1e-3}, torch.randn(2, 4, 7, 3), act="relu")
 add_bn_case("bn1d", "BatchNorm1d", {}, torch.randn(8, 5) * 0.5 - 2)
 add_bn_case("bn1d_3d", "BatchNorm1d", {}, torch.randn(3, 4, 6))
-write_safetensors(os.path.join(OUT, "batchnorm.safetensors"), tensors,
-                  {"cases": json.dumps(bn_cases), "torch": torch.__version__, "generator": "tests/make_fixtures.py"})
+
+
+# ---- the MDN head with a floor on sigma: log sigma = log(min_sigma + exp(raw)) ----
+def mdn_head(k, d, min_sigma):
+    def fn(x, p):
+        raw = F.linear(x, p["weight"], p["bias"])
+        if min_sigma == 0:
+            return raw
+        head, ls = raw[:, : k * (1 + d)], raw[:, k * (1 + d):]
+        return torch.cat([head, torch.log(min_sigma + torch.exp(ls))], dim=1)
+    return fn
+
+
+for name, k, d, f in (("mdn_plain", 3, 2, 0.0), ("mdn_min_sigma", 3, 4, 0.1)):
+    opts = {"in_features": 5, "out_features": d, "mixtures": k}
+    if f:
+        opts["min_sigma"] = f
+    W = k * (1 + 2 * d)
+    add_case(name, "MDN", opts, torch.randn(6, 5), {"weight": torch.randn(W, 5), "bias": torch.randn(W)},
+             mdn_head(k, d, f))
+write_safetensors(os.path.join(OUT, "layers_extra.safetensors"), tensors,
+                  {"cases": json.dumps(cases), "bn_cases": json.dumps(bn_cases), "torch": torch.__version__,
+                   "generator": "tests/make_fixtures.py"})

@@ -70,6 +70,8 @@ local function fixtures()
   F.conv = nn.Conv2d{1, 2, kernel_size = 3}
   F.deconv = nn.ConvTranspose2d{2, 1, kernel_size = 3, stride = 2, padding = "same"}
   F.maxpool = nn.MaxPool2d{2}
+  F.batchnorm = nn.BatchNorm2d{1, activation = "relu"}
+  F.batchnorm1d = nn.BatchNorm1d{3}
   F.upsample = nn.Upsample{2}
   F.lstm = nn.LSTM{3, 4}
   F.mdn = nn.MDN{4, 3, 2}

@@ -70,6 +70,9 @@ add("dd.nn.Conv2d", "Conv2d{1, 2, kernel_size = 3, stride = 1, padding = 'same'}
 add("dd.nn.ConvTranspose2d", "ConvTranspose2d{2, 1, kernel_size = 3, stride = 2, padding = 'same'}",
   function() return { { 2, 1, kernel_size = 3, stride = 2, padding = "same" } } end)
 add("dd.nn.MaxPool2d", "MaxPool2d{2, stride = 2}", function() return { { 2, stride = 2 } } end)
+add("dd.nn.BatchNorm2d", "BatchNorm2d{4, eps = 1e-5, momentum = 0.1, affine = true, activation = 'relu'}",
+  function() return { { 4, eps = 1e-5, momentum = 0.1, affine = true, activation = "relu" } } end)
+add("dd.nn.BatchNorm1d", "BatchNorm1d{3, momentum = 0.5}", function() return { { 3, momentum = 0.5 } } end)
 add("dd.nn.Upsample", "Upsample{2}", function() return { { 2 } } end)
 add("dd.nn.Dropout", "Dropout{0.5}", function() return { { 0.5 } } end)
 add("dd.nn.Reshape", "Reshape{2, 2}", function() return { { 2, 2 } } end)
@@ -112,6 +115,15 @@ add("maxpool:backward", "MaxPool2d:backward(x, dy)", function(F)
   F.maxpool:forward(F.T4d)
   return { F.T4d, dd.ones(2, 1, 4, 4) }
 end)
+add("batchnorm:forward", "BatchNorm2d:forward(T(2,1,8,8))", function(F) return { F.T4d } end)
+add("batchnorm:backward", "BatchNorm2d:backward(x, dy)", function(F)
+  F.batchnorm:forward(F.T4d)
+  return { F.T4d, dd.ones(2, 1, 8, 8) }
+end)
+add("batchnorm:load_state_dict", "BatchNorm2d:load_state_dict{...}", function()
+  return { { weight = dd.ones(1), bias = dd.zeros(1), running_mean = dd.zeros(1), running_var = dd.ones(1) } }
+end)
+add("batchnorm1d:forward", "BatchNorm1d:forward(T(4,3))", function() return { dd.rand(4, 3) } end)
 add("upsample:forward", "Upsample:forward(T(2,1,8,8))", function(F) return { F.T4d } end)
 add("upsample:backward", "Upsample:backward(x, dy)", function(F)
   F.upsample:forward(F.T4d)

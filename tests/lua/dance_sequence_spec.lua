@@ -183,6 +183,44 @@ describe("dd.dance.train_sequence", function()
     assert.is_not_nil(seq.mdn)
   end)
 
+  it("head_init='data' starts the output at the targets' mean (and the MDN's sigmas at their std), min_sigma floors them",
+    function()
+    -- latents with large offsets and small, unequal spreads, one of them constant
+    local z = sine_latents(200, 4, 23) * dd.tensor{ 0.1, 0.3, 0.05, 0 } + dd.tensor{ 2, 5, 1, 0 }
+    local L, n_train = 10, 160
+    local targets = z:narrow(1, L + 1, n_train - L)
+    local mean = targets:mean(1):view(-1)
+    local std = (targets - mean:view(1, 4)):square():mean(1):view(-1):sqrt()
+    local function trained(variant, extra)
+      local args = { latents = z, out = tmpdir() .. "/" .. variant, variant = variant, units = {8}, epochs = 1,
+        batch_size = 16, lr = 1e-12, split = n_train, seed = SEED, progress = "none", output = quiet, head_init = "data" }
+      for k, v in pairs(extra or {}) do args[k] = v end
+      local _, model = dd.dance.train_sequence(args)
+      return model
+    end
+    local nb = trained("notebook")
+    assert(max_diff(nb.modules[#nb.modules - 1].bias, mean) < 1e-5, "notebook bias = the targets' mean")
+    local f = 0.01
+    local mdn = trained("mdn", { mixtures = 2, min_sigma = f })
+    local out = mdn:forward(z:narrow(1, 1, L):view(1, L, 4))
+    mdn.mdn:zero_grad()
+    local K, D = 2, 4
+    for j = 0, K - 1 do
+      local mu = out:narrow(2, K + j * D + 1, D):view(-1)
+      local sigma = out:narrow(2, K + K * D + j * D + 1, D):view(-1):exp()
+      -- the weights are Glorot-small against these offsets: the outputs sit near the biases
+      assert(max_diff(mu, mean) < 0.5, "component " .. j .. " mean")
+      for e = 1, D do
+        local want = math.max(std:get(e), f)
+        assert(math.abs(math.log(sigma:get(e)) - math.log(want)) < 0.7,
+          ("component %d sigma[%d] = %g, want about %g"):format(j, e, sigma:get(e), want))
+        assert(sigma:get(e) >= f * (1 - 1e-5), "floored at min_sigma")
+      end
+    end
+    assert_contains(error_of(dd.dance.train_sequence, { latents = z, out = tmpdir(), head_init = "mean" }), "head_init")
+    assert_contains(error_of(dd.dance.train_sequence, { latents = z, out = tmpdir(), min_sigma = 0.1 }), "mdn variant")
+  end)
+
   it("auto-conditioning replaces the generated positions by the model's own predictions", function()
     local z = sine_latents(200, 8, 23)
     local model = small_seq("notebook")

@@ -17,35 +17,42 @@ local function close(a, b, what)
 end
 
 local layers, lmeta = dd.load("tests/fixtures/layers.safetensors")
-local cases = dd.json.decode(lmeta.cases)
+local extra, emeta = dd.load("tests/fixtures/layers_extra.safetensors")
 
-describe("PyTorch fixtures: layers", function()
-  for _, c in ipairs(cases) do
-    it(c.name .. " (" .. c.kind .. ")", function()
-      local opts = {}
-      for k, v in pairs(c.opts) do opts[k] = v end
-      local m = dd.nn[c.kind](opts)
-      local sd = {}
-      for _, p in ipairs(c.params) do sd[p] = layers[c.name .. ".param." .. p] end
-      m:load_state_dict(sd)
-      local x = layers[c.name .. ".x"]
-      close(m:forward(x), layers[c.name .. ".y"], "output")
-      m:zero_grad()
-      close(m:backward(x, layers[c.name .. ".dy"]), layers[c.name .. ".dx"], "input gradient")
-      local grads = {}
-      for _, p in ipairs(m:parameters()) do grads[p.name] = p.grad end
-      for _, p in ipairs(c.params) do
-        local g = grads[p]
-        if not g then -- PyTorch's bias pair: both halves get the summed bias's gradient
-          g = grads[(p:gsub("bias_[ih][ih]_", "bias_"))]
+-- Every case of a layers file: load the parameters, compare the output, the
+-- input gradient and every parameter gradient.
+local function layer_cases(title, layers, cases)
+  describe(title, function()
+    for _, c in ipairs(cases) do
+      it(c.name .. " (" .. c.kind .. ")", function()
+        local opts = {}
+        for k, v in pairs(c.opts) do opts[k] = v end
+        local m = dd.nn[c.kind](opts)
+        local sd = {}
+        for _, p in ipairs(c.params) do sd[p] = layers[c.name .. ".param." .. p] end
+        m:load_state_dict(sd)
+        local x = layers[c.name .. ".x"]
+        close(m:forward(x), layers[c.name .. ".y"], "output")
+        m:zero_grad()
+        close(m:backward(x, layers[c.name .. ".dy"]), layers[c.name .. ".dx"], "input gradient")
+        local grads = {}
+        for _, p in ipairs(m:parameters()) do grads[p.name] = p.grad end
+        for _, p in ipairs(c.params) do
+          local g = grads[p]
+          if not g then -- PyTorch's bias pair: both halves get the summed bias's gradient
+            g = grads[(p:gsub("bias_[ih][ih]_", "bias_"))]
+          end
+          close(g, layers[c.name .. ".grad." .. p], "gradient of " .. p)
         end
-        close(g, layers[c.name .. ".grad." .. p], "gradient of " .. p)
-      end
-    end)
-  end
-end)
+      end)
+    end
+  end)
+end
 
-local bt, bmeta = dd.load("tests/fixtures/batchnorm.safetensors")
+layer_cases("PyTorch fixtures: layers", layers, dd.json.decode(lmeta.cases))
+layer_cases("PyTorch fixtures: more layers", extra, dd.json.decode(emeta.cases))
+
+local bt, bmeta = extra, { cases = emeta.bn_cases }
 
 -- A training step (batch statistics; running statistics updated), then
 -- evaluation with the updated running statistics, on one layer.

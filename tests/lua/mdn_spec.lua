@@ -43,6 +43,38 @@ describe("dd.nn.MDN", function()
     assert.are.equal("2x3x15", shape_str(m:forward(dd.randn(2, 3, 16))))
   end)
 
+  it("min_sigma floors the log sigmas smoothly: log(min_sigma + exp(raw)), the rest untouched", function()
+    local K, D, f = 3, 2, 0.2
+    local m = dd.nn.MDN{6, D, K, min_sigma = f}
+    local lin = dd.nn.Linear{6, K * (1 + 2 * D)}
+    lin:load_state_dict(m:state_dict())
+    local x = dd.randn(5, 6) * 4
+    local raw, y = lin:forward(x):clone(), m:forward(x)
+    for r = 1, 5 do
+      for i = 1, K * (1 + 2 * D) do
+        local want = raw:get(r, i)
+        if i > K * (1 + D) then want = math.log(f + math.exp(want)) end
+        assert(math.abs(y:get(r, i) - want) <= 1e-5 * (1 + math.abs(want)), ("out[%d][%d]"):format(r, i))
+      end
+    end
+    -- backward: the linear map's gradients of dy scaled by exp(raw) / (f + exp(raw)) on the log sigmas
+    local dy = dd.randn(5, K * (1 + 2 * D))
+    local dz = dy:clone()
+    for r = 1, 5 do
+      for i = K * (1 + D) + 1, K * (1 + 2 * D) do
+        local e = math.exp(raw:get(r, i))
+        dz:set(r, i, dy:get(r, i) * e / (f + e))
+      end
+    end
+    m:zero_grad()
+    lin:zero_grad()
+    local dx = m:backward(x, dy):clone()
+    assert.is_true(max_diff(dx, lin:backward(x, dz)) < 1e-5)
+    assert.is_true(max_diff(m:parameters()[1].grad, lin:parameters()[1].grad) < 1e-4)
+    assert.are.equal("MDN(6, 2, 3, min_sigma=0.2)", tostring(m))
+    assert_contains(error_of(function() dd.nn.MDN{4, 2, 3, min_sigma = -1} end), "min_sigma must be in [0, 1000], got -1")
+  end)
+
   describe("sample", function()
     it("at temperature 0 returns the most probable component's mean (first on ties)", function()
       local m = dd.nn.MDN{4, 2, 3}

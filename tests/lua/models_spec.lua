@@ -53,29 +53,40 @@ describe("models/autoencoder.lua variant='strided'", function()
 end)
 
 describe("models/autoencoder.lua norm='batch'", function()
-  it("puts a BatchNorm2d with the ReLU after every convolution but the output's, whose bias goes", function()
+  it("normalises every convolution but the output's and the hidden dense layers, whose biases go", function()
     for _, variant in ipairs{ "original", "strided" } do
       local plain = dofile("models/autoencoder.lua"){ variant = variant }
       local ae = dofile("models/autoencoder.lua"){ variant = variant, norm = "batch" }
-      local convs, bns, extra = 0, 0, 0
+      local convs, bn2, bn1, extra = 0, 0, 0, 0
       for _, part in ipairs{ ae.encoder, ae.decoder } do
         for i, m in ipairs(part.modules) do
-          if m.kind == "BatchNorm2d" then
-            bns = bns + 1
+          if m.kind == "BatchNorm2d" or m.kind == "BatchNorm1d" then
             local prev = part.modules[i - 1]
-            assert.truthy(prev.kind == "Conv2d" or prev.kind == "ConvTranspose2d", prev.kind)
+            if m.kind == "BatchNorm2d" then
+              bn2 = bn2 + 1
+              assert.truthy(prev.kind == "Conv2d" or prev.kind == "ConvTranspose2d", prev.kind)
+            else
+              bn1 = bn1 + 1
+              assert.equal("Linear", prev.kind)
+              assert.equal(512, m.weight:numel())
+            end
             assert.is_nil(prev.bias)
             assert.truthy(tostring(m):find("activation='relu'", 1, true), tostring(m))
-            extra = extra + m:num_parameters() - m.weight:numel() -- 2C per layer, less the dropped conv bias (C)
+            extra = extra + m:num_parameters() - m.weight:numel() -- 2C per layer, less the dropped bias (C)
           elseif m.kind == "Conv2d" or m.kind == "ConvTranspose2d" then
             convs = convs + 1
           end
         end
       end
-      assert.are.equal(convs - 1, bns, variant)
+      assert.are.equal(convs - 1, bn2, variant)
+      assert.are.equal(2, bn1, variant) -- the 512-unit layers of the encoder and the decoder
       assert.are.equal(plain:num_parameters() + extra, ae:num_parameters(), variant)
       assert.are.same({ 2, 1, 120, 200 }, ae:output_shape{ 2, 1, 120, 200 })
       assert.are.equal("batch", ae.norm)
+      -- the code's own layers keep their bias: normalize_code rescales them
+      assert.equal("Linear", ae.encoder.modules[#ae.encoder.modules].kind)
+      assert.truthy(ae.encoder.modules[#ae.encoder.modules].bias)
+      assert.equal("Linear", ae.decoder.modules[1].kind)
     end
   end)
   it("rejects an unknown norm", function()

@@ -169,7 +169,7 @@ end)
 ---------------------------------------------------------------------------
 
 local TRAIN_OPTIONS = { "ae_dir", "ae", "data", "latents", "out", "variant", "look_back", "split", "epochs",
-  "batch_size", "lr", "seed", "mixtures", "units", "dropout", "recurrent_activation", "autocondition",
+  "batch_size", "lr", "seed", "mixtures", "min_sigma", "head_init", "units", "dropout", "recurrent_activation", "autocondition",
   "autocondition_fraction", "noise", "patience", "resume", "progress", "output", "encode_batch_size" }
 
 local function mdn_metrics(model)
@@ -178,6 +178,32 @@ local function mdn_metrics(model)
     acc = function(p, t) return dd.metrics.categorical_accuracy(model.mdn:mean(p), t) end,
     mse = function(p, t) return mse:forward(model.mdn:mean(p), t) end,
   }
+end
+
+-- head_init = 'data': the output layer's bias starts at what predicting
+-- nothing would say, the training targets' mean per latent (for the MDN,
+-- every component's mean, and its log sigma at the targets' standard
+-- deviation per latent), as the autoencoder's output starts at the mean
+-- brightness. From zeros (Keras's default, 'zero') the first epochs only
+-- learn those offsets; on a code whose latents vary little around large
+-- means, an MDN starting at sigma = 1 hardly learned at all (docs/pipeline.md).
+local function init_head(model, variant, targets, min_sigma)
+  local D = targets:size(2)
+  local mean = targets:mean(1):view(-1)
+  local std = (targets - mean:view(1, D)):square():mean(1):view(-1):sqrt()
+  if variant == "mdn" then
+    local head = model.mdn
+    local K = head.bias:numel() // (1 + 2 * D)
+    local f = min_sigma or 0
+    local ls = (std - f):clamp(1e-4, math.huge):log() -- log sigma = log(f + exp(raw)) = log(std)
+    for j = 0, K - 1 do
+      head.bias:narrow(1, K + j * D + 1, D):copy(mean)
+      head.bias:narrow(1, K + K * D + j * D + 1, D):copy(ls)
+    end
+  else
+    local last = model.modules[#model.modules - 1] -- the Linear before the ReLU
+    last.bias:copy(mean)
+  end
 end
 
 -- The number of latents in the training part.
@@ -217,9 +243,13 @@ dance.train_sequence = util.public(function(opts)
   if o.seed ~= nil and math.type(o.seed) ~= "integer" then
     error(("%s: option 'seed' must be an integer, got %s"):format(fn, util.describe(o.seed)), 0)
   end
-  if o.mixtures ~= nil and variant ~= "mdn" then
-    error(("%s: option 'mixtures' is for the mdn variant, not '%s'"):format(fn, variant), 0)
+  for _, k in ipairs{ "mixtures", "min_sigma" } do
+    if o[k] ~= nil and variant ~= "mdn" then
+      error(("%s: option '%s' is for the mdn variant, not '%s'"):format(fn, k, variant), 0)
+    end
   end
+  local min_sigma = util.check(fn, "min_sigma", o.min_sigma, "nonneg", nil)
+  local head_init = util.choice(fn, "head_init", o.head_init, { "zero", "data" }, "zero")
 
   util.mkdir(fn, out)
   local latents
@@ -238,9 +268,10 @@ dance.train_sequence = util.public(function(opts)
 
   local model_options = { variant = variant, latent = D, units = o.units, dropout = o.dropout,
                           recurrent_activation = o.recurrent_activation,
-                          mixtures = variant == "mdn" and mixtures or nil }
+                          mixtures = variant == "mdn" and mixtures or nil,
+                          min_sigma = min_sigma ~= 0 and min_sigma or nil }
   local info = { model_options = model_options, look_back = L, variant = variant, latent = D, n_train = n_train,
-                 n_latents = n, autocondition = autocondition, noise = o.noise or 0,
+                 n_latents = n, autocondition = autocondition, noise = o.noise or 0, head_init = head_init,
                  ae_dir = o.ae_dir, data = type(o.data) == "string" and o.data or nil }
   local info_path = out .. "/sequence.json"
   if resume and util.exists(info_path) then
@@ -254,6 +285,7 @@ dance.train_sequence = util.public(function(opts)
 
   if o.seed ~= nil then dd.manual_seed(o.seed) end
   local model = build_model(model_options)
+  if head_init == "data" then init_head(model, variant, latents:narrow(1, L + 1, n_train - L), min_sigma) end
   local train_x = dance.window_set{ latents = latents, look_back = L, first = L + 1, last = n_train, model = model,
     autocondition = autocondition, autocondition_fraction = o.autocondition_fraction, noise = o.noise }
   local val_x = dance.window_set{ latents = latents, look_back = L, first = n_train + L + 1, last = n }

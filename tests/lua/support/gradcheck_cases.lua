@@ -48,6 +48,8 @@ return {
   { "LSTM dropout between layers (train)", function() return dd.nn.LSTM{3, 4, num_layers = 2, dropout = 0.3} end,
     function() return dd.randn(2, 3, 3) end },
   { "MDN head", function() return dd.nn.MDN{4, 2, 3} end, function() return dd.randn(5, 4) end },
+  { "MDN head, min_sigma 0.3", function() return dd.nn.MDN{4, 2, 3, min_sigma = 0.3} end,
+    function() return dd.randn(5, 4) end },
   { "BatchNorm2d (train)", function()
       local m = dd.nn.BatchNorm2d{3}
       m.weight:copy(dd.rand(3) + 0.5)
