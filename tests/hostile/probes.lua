@@ -238,7 +238,8 @@ end
 -- also dd.Tensor.<name>, swept with every self; here they run on the odd
 -- shapes (0-d, empty, expanded).
 local OBJECTS = { "T0", "Tempty", "Texp", "linear", "relu", "sigmoid", "tanh", "hardsigmoid", "dropout",
-  "flatten", "reshape", "conv", "deconv", "maxpool", "upsample", "lstm", "mdn", "seq", "mse", "bce", "mdnloss", "sgd",
+  "flatten", "reshape", "conv", "deconv", "maxpool", "batchnorm", "batchnorm1d", "upsample", "lstm", "mdn", "seq", "mse",
+  "bce", "mdnloss", "sgd",
   "adam", "rmsprop", "vid", "vid_closed", "writer", "gif_writer", "writer_closed", "fs", "fw", "masks", "progress",
   "plateau", "early", "modelcheckpoint", "csvlogger" }
 
