@@ -27,7 +27,7 @@ p:option("--output-bias", "zero (the original's) or mean: start the output at th
   :choices{ "zero", "mean" }
 p:option("--variant", "original (the paper's layer table) or strided (ours: sharper, 5x fewer FLOPs)", "original")
   :choices{ "original", "strided" }
-p:option("--norm", "none (the original's) or batch: a BatchNorm2d after every convolution", "none")
+p:option("--norm", "none (the original's) or batch: batch normalisation after every convolution and hidden dense layer", "none")
   :choices{ "none", "batch" }
 p:option("--lr-schedule", "plateau (the original's ReduceLROnPlateau) or cosine (down to --min-lr over the epochs)", "plateau")
   :choices{ "plateau", "cosine" }

@@ -48,7 +48,8 @@ if o.split and o.split >= 1 then o.split = math.tointeger(o.split) or error("tra
 local t0 = dd.clock()
 local history = dd.dance.train_sequence{
   ae_dir = o.ae, data = o.data, out = o.out, variant = o.variant, look_back = o.look_back, split = o.split,
-  epochs = o.epochs, batch_size = o.batch_size, lr = o.lr, seed = o.seed, mixtures = o.mixtures, min_sigma = o.min_sigma, head_init = o.head_init, units = units,
+  epochs = o.epochs, batch_size = o.batch_size, lr = o.lr, seed = o.seed, mixtures = o.mixtures,
+  min_sigma = o.min_sigma, head_init = o.head_init, units = units,
   dropout = o.dropout, autocondition = o.autocondition, autocondition_fraction = o.autocondition_fraction,
   noise = o.noise, patience = o.patience, resume = o.resume, progress = o.progress,
 }

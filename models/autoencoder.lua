@@ -69,9 +69,10 @@ return function(opts)
       return nn.ConvTranspose2d{cin, cout, kernel_size = 3, padding = "same", bias = bias, activation = a}
     end, cout, act)
   end
-  -- The hidden dense layers get a BatchNorm1d too; the code's own Linear
-  -- (to and from the latent) keeps its bias and plain ReLU, so the code's
-  -- scale stays the encoder's to set (normalize_code rescales it).
+  -- The 512-unit dense layers get a BatchNorm1d too; the encoder's last
+  -- Linear (to the latent) keeps its bias and plain ReLU, so the code's
+  -- scale stays the encoder's to set (normalize_code divides that layer and
+  -- multiplies the decoder's first by one scale).
   local function dense(i, o, hidden)
     if norm == "none" or not hidden then return nn.Linear{i, o, activation = "relu"} end
     return { pair = true, nn.Linear{i, o, bias = false}, nn.BatchNorm1d{o, activation = "relu"} }

@@ -34,7 +34,7 @@ static const LayerOption mdn_options[] = {
     {NULL, 0, NULL, 0}};
 
 /* The log-sigma floor on rows (n, K*(1+2D)), in place: ls = log(f + exp(ls))
- * for f = min_sigma, as f' + log1p(exp(-|ls - f'|)) with f' = max(log f, ls)
+ * for f = min_sigma, as m + log1p(exp(-|ls - log f|)) with m = max(log f, ls),
  * so no exp overflows. */
 void mdn_floor_forward(float *out, int64_t n, int k, int d, float min_sigma) {
     const int64_t w = mdn_width(k, d), first = (int64_t)k * (1 + d);

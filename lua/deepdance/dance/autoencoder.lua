@@ -158,8 +158,8 @@ end
 -- flip, shift_x, shift_y: augment the training frames (dd.data.augment: a
 -- random mirror, shifts up to that many pixels, white fill), as Keras's
 -- ImageDataGenerator would; the validation frames are left as they are.
--- norm='batch': a BatchNorm2d after every convolution of the model (see
--- models/autoencoder.lua).
+-- norm='batch': a BatchNorm2d after every convolution but the output's and
+-- a BatchNorm1d after the 512-unit dense layers (see models/autoencoder.lua).
 -- lr_schedule: 'plateau' is the original's ReduceLROnPlateau (lr_patience,
 -- min_lr); 'cosine' decays lr to min_lr along half a cosine over the epochs,
 -- batch by batch (dd.callbacks.CosineDecay), which suits a fixed budget.
