@@ -40,8 +40,9 @@ static const float *bn_slice(const float *t, const BatchNormShape *s, int64_t i,
 
 /* Sums in eight double lanes: GCC vectorises fixed lanes, not one running
  * double (its order is fixed by C), and a lone accumulator would wait on
- * each add's latency. The lanes make the order fixed too: same bits on any
- * thread count. */
+ * each add's latency. The lanes fix the order too: the same bits on any
+ * thread count, and from the AVX2 clone as from the baseline one (no FMA
+ * contraction in ISO C mode). */
 #define LANES 8
 static double lanes_total(const double *acc) {
     double t = 0;
@@ -50,7 +51,8 @@ static double lanes_total(const double *acc) {
 }
 
 /* sum of x[k] - shift, and of its square, over n values */
-__attribute__((target_clones("avx2", "default"))) static void sums_shifted(double *sum, double *sq, const float *x, int64_t n, double shift) {
+__attribute__((target_clones("avx2", "default")))
+static void sums_shifted(double *sum, double *sq, const float *x, int64_t n, double shift) {
     double a[LANES] = {0}, b[LANES] = {0};
     int64_t k = 0;
     for (; k + LANES <= n; k += LANES)
@@ -69,7 +71,8 @@ __attribute__((target_clones("avx2", "default"))) static void sums_shifted(doubl
 }
 
 /* sum of dz, and of dz * x_hat with x_hat = ((x - hi) - lo) * is, over n values */
-__attribute__((target_clones("avx2", "default"))) static void sums_grad(double *sum_dz, double *sum_dz_xhat, const float *dz, const float *x, int64_t n, float hi,
+__attribute__((target_clones("avx2", "default")))
+static void sums_grad(double *sum_dz, double *sum_dz_xhat, const float *dz, const float *x, int64_t n, float hi,
                       float lo, float is) {
     double a[LANES] = {0}, b[LANES] = {0};
     int64_t k = 0;
