@@ -91,7 +91,6 @@ local function run_side_by_side(jobs)
                                   env = { DEEPDANCE_NUM_THREADS = "1", OPENBLAS_NUM_THREADS = "1" } }
     pids[#pids + 1], job_of[pid] = pid, j
   end
-  local failed
   local ok, err = pcall(function()
     while #pids > 0 do
       local pid, code = dd.process.wait(pids, 1.0)
@@ -102,9 +101,8 @@ local function run_side_by_side(jobs)
         io.stdout:write(("-- %s (%s)\n"):format(j.name, j.log), f and f:read("a") or "", "\n")
         if f then f:close() end
         io.stdout:flush()
-        if code ~= 0 and not failed then
-          failed = ("deep_dance: %s failed (exit status %d); its output is in %s"):format(j.name, code, j.log)
-          error(failed, 0)
+        if code ~= 0 then
+          error(("deep_dance: %s failed (exit status %d); its output is in %s"):format(j.name, code, j.log), 0)
         end
       end
     end

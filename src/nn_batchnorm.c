@@ -92,9 +92,9 @@ static void sums_grad(double *sum_dz, double *sum_dz_xhat, const float *dz, cons
 static void bn_forward_task(void *arg, int task, int ntasks) {
     const BnJob *j = arg;
     const BatchNormShape *s = j->s;
-    int64_t lo, hi, m = s->n * s->s;
-    parallel_split(&lo, &hi, s->c, task, ntasks);
-    for (int64_t ch = lo; ch < hi; ch++) {
+    int64_t c0, c1, m = s->n * s->s;
+    parallel_split(&c0, &c1, s->c, task, ntasks);
+    for (int64_t ch = c0; ch < c1; ch++) {
         double mu, var;
         if (j->training) {
             /* One pass in double around a shift (the channel's first value):
@@ -152,9 +152,9 @@ void batchnorm_forward(float *y, float *stats, float *running_mean, float *runni
 static void bn_backward_task(void *arg, int task, int ntasks) {
     const BnJob *j = arg;
     const BatchNormShape *s = j->s;
-    int64_t lo, hi, m = s->n * s->s;
-    parallel_split(&lo, &hi, s->c, task, ntasks);
-    for (int64_t ch = lo; ch < hi; ch++) {
+    int64_t c0, c1, m = s->n * s->s;
+    parallel_split(&c0, &c1, s->c, task, ntasks);
+    for (int64_t ch = c0; ch < c1; ch++) {
         float hi = j->stats[ch], lo = j->stats[s->c + ch], is = j->stats[2 * s->c + ch];
         float g = j->gamma ? j->gamma[ch] : 1.0f;
         double sum_dz = 0, sum_dz_xhat = 0;

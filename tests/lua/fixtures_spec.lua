@@ -52,28 +52,27 @@ end
 layer_cases("PyTorch fixtures: layers", layers, dd.json.decode(lmeta.cases))
 layer_cases("PyTorch fixtures: more layers", extra, dd.json.decode(emeta.cases))
 
-local bt, bmeta = extra, { cases = emeta.bn_cases }
 
 -- A training step (batch statistics; running statistics updated), then
 -- evaluation with the updated running statistics, on one layer.
 describe("PyTorch fixtures: batch normalisation", function()
-  for _, c in ipairs(dd.json.decode(bmeta.cases)) do
+  for _, c in ipairs(dd.json.decode(emeta.bn_cases)) do
     it(c.name .. " (" .. c.kind .. ")", function()
       local m = dd.nn[c.kind](c.opts)
       local sd = {}
-      for _, p in ipairs{ "weight", "bias", "running_mean", "running_var" } do sd[p] = bt[c.name .. ".param." .. p] end
+      for _, p in ipairs{ "weight", "bias", "running_mean", "running_var" } do sd[p] = extra[c.name .. ".param." .. p] end
       m:load_state_dict(sd)
       for _, mode in ipairs{ "train", "eval" } do
         local k = c.name .. "." .. mode .. "."
         m:train(mode == "train")
         m:zero_grad()
-        local x = bt[k .. "x"]
-        close(m:forward(x), bt[k .. "y"], mode .. " output")
-        close(m:backward(x, bt[k .. "dy"]), bt[k .. "dx"], mode .. " input gradient")
-        close(m:parameters()[1].grad, bt[k .. "grad.weight"], mode .. " gradient of weight")
-        close(m:parameters()[2].grad, bt[k .. "grad.bias"], mode .. " gradient of bias")
-        close(m.running_mean, bt[k .. "running_mean"], mode .. " running_mean")
-        close(m.running_var, bt[k .. "running_var"], mode .. " running_var")
+        local x = extra[k .. "x"]
+        close(m:forward(x), extra[k .. "y"], mode .. " output")
+        close(m:backward(x, extra[k .. "dy"]), extra[k .. "dx"], mode .. " input gradient")
+        close(m:parameters()[1].grad, extra[k .. "grad.weight"], mode .. " gradient of weight")
+        close(m:parameters()[2].grad, extra[k .. "grad.bias"], mode .. " gradient of bias")
+        close(m.running_mean, extra[k .. "running_mean"], mode .. " running_mean")
+        close(m.running_var, extra[k .. "running_var"], mode .. " running_var")
       end
     end)
   end
