@@ -55,24 +55,6 @@ void im2col(float *col, const float *im, const ConvShape *s, int64_t oy0, int64_
     }
 }
 
-/* dst[i] += src[i]: unrolled by hand so -O2 (which vectorises only loops
- * of known trip count) turns it into vector adds; this loop is most of
- * col2im's time. */
-static void row_add(float *restrict dst, const float *restrict src, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        dst[i + 0] += src[i + 0];
-        dst[i + 1] += src[i + 1];
-        dst[i + 2] += src[i + 2];
-        dst[i + 3] += src[i + 3];
-        dst[i + 4] += src[i + 4];
-        dst[i + 5] += src[i + 5];
-        dst[i + 6] += src[i + 6];
-        dst[i + 7] += src[i + 7];
-    }
-    for (; i < n; i++) dst[i] += src[i];
-}
-
 void col2im(float *im, const float *col, const ConvShape *s, int64_t oy0, int64_t oy1) {
     const int64_t ow = s->ow, sw = s->sw;
     for (int64_t c = 0; c < s->c; c++) {
@@ -86,7 +68,7 @@ void col2im(float *im, const float *col, const ConvShape *s, int64_t oy0, int64_
                     if (iy < 0 || iy >= s->h || hi <= lo) continue;
                     float *dst = plane + iy * s->w + off + lo * sw; /* pixel of column lo */
                     if (sw == 1) {
-                        row_add(dst, col + lo, hi - lo);
+                        floats_add(dst, col + lo, hi - lo);
                     } else {
                         for (int64_t ox = lo, k = 0; ox < hi; ox++, k += sw) dst[k] += col[ox];
                     }
@@ -252,8 +234,6 @@ void conv_image_weight_grad(float *dw, const float *dyn, const float *xn, float 
                    dw, (int)ckk);
     }
 }
-
-void floats_add(float *dst, const float *src, int64_t n) { row_add(dst, src, n); }
 
 void channel_sums_add(float *db, const float *g, int64_t channels, int64_t len) {
     for (int64_t c = 0; c < channels; c++, g += len) {

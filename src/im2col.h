@@ -117,8 +117,6 @@ void conv_images_forward(float *y, const float *x, const float *w, const float *
                          const ConvShape *s, int64_t n0, int64_t n1);
 /* One image: dw (K, C*KH*KW) += dyn (K, OH*OW) @ im2col(xn)^T. */
 void conv_image_weight_grad(float *dw, const float *dyn, const float *xn, float *tile, const ConvShape *s);
-/* dst[i] += src[i] for the per-thread gradients. */
-void floats_add(float *dst, const float *src, int64_t n);
 
 /* db[c] += sum of g[c, :] for g (channels, len): bias gradients. */
 void channel_sums_add(float *db, const float *g, int64_t channels, int64_t len);

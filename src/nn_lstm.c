@@ -10,12 +10,16 @@
  * (T*B, in) x (in, 4H); each step adds one (B, H) x (H, 4H) GEMM and a fused
  * element-wise pass. Backward keeps every step's gate gradients so dW_ih,
  * dW_hh and dx are one GEMM each; only dh_{t-1} = dgates_t W_hh is per step.
+ * The layer's forward and backward split the batch over the pool's threads
+ * (see lstm_forward_block); the kernels below see one block at a time.
  *
  * Memory, with N = T*B: forward keeps per layer N*(in_l + 7H) floats (input,
  * 4 gates, c, tanh c, h; the input only for layer 0 or when dropout copies it)
  * plus N*H for a dropout mask; backward borrows the shared workspace for
- * N*(4H + 2*max(in, H)) + B*H floats. Stepping keeps 2*layers*B*H + 4*B*H. */
+ * N*(4H + 2*max(in, H)) + B*H floats, plus the layer's parameter count for
+ * every block after the first. Stepping keeps 2*layers*B*H + 4*B*H. */
 #include "nn_lstm.h"
+#include "parallel.h"
 #include "rng.h"
 #include "tensor_math.h"
 
@@ -42,6 +46,7 @@ typedef struct LstmCfg {
     int saved_valid;
     int64_t batch, time;
     int dropped;
+    int blocks; /* the batch's split over threads (see lstm_forward_block) */
     LstmSaved saved[LSTM_MAX_LAYERS];
     /* stepping: h and c are (layers, B, H); batch 0 means no state */
     int64_t state_batch;
@@ -63,7 +68,7 @@ static const LayerOption lstm_options[] = {
 
 /* ---- kernels ---- */
 
-/* The element-wise part runs on one core while the GEMMs use all of them, so
+/* The element-wise part sits between the GEMMs of every time step, so
  * it is written with GCC/Clang vector extensions, 4 lanes (one SSE register,
  * the x86-64 baseline; wider vectors would change the ABI of these inline
  * helpers without -mavx). libm's tanhf/expf are calls the compiler cannot
@@ -318,6 +323,89 @@ static const float *layer_input(const LstmCfg *c, int k) {
     return c->saved[k - 1].h.data;
 }
 
+/* ---- the batch in blocks, one per pool thread ----
+ * Sequences never interact, so forward and backward split the batch into
+ * `blocks` contiguous blocks (parallel_split) and run each block through every
+ * layer on its own pool thread with single-threaded GEMMs: no BLAS threads
+ * waiting on each other at every time step, and the element-wise cell passes
+ * run on all cores. Block p, batch rows [b0, b1), is itself time-major,
+ * (T, b1 - b0, F), starting at float T*b0*F of every (T, B, F) buffer; one
+ * block is the plain (T, B, F) layout. The dropout masks are drawn in the
+ * order of (T, B, H) whatever the blocks, and every row of every block
+ * computes the same math, so results do not depend on the thread timing; the
+ * thread count changes only the order of the weight gradients' sums (each
+ * block adds into a part of its own, summed in block order). */
+
+typedef struct LstmRun {
+    LstmCfg *c;
+    Layer *m;
+    int64_t B, T;
+    /* backward */
+    float *dgates, *dh, *dbelow, *dc, *part;
+    int64_t room, part_floats; /* room: see blocks_from_batch */
+    int want_dx;
+} LstmRun;
+
+static int64_t lstm_blocks(int64_t batch) {
+    int64_t p = parallel_threads();
+    return batch < p ? batch : p;
+}
+
+static void block_rows(int64_t *b0, int64_t *b1, const LstmRun *r, int p) {
+    parallel_split(b0, b1, r->B, p, r->c->blocks);
+}
+
+/* Batch-first (B, T, F) <-> the blocks; the batch's rows of block p are
+ * contiguous on the batch-first side. The blocks start at T*b0*room, room >= F:
+ * backward's gradient buffers hold F = in or H per layer, and a block's place
+ * must not depend on which, as the blocks move through the layers at their
+ * own pace. */
+static void blocks_from_batch(float *dst, int64_t room, const float *src, int64_t B, int64_t T, int64_t F, int blocks) {
+    for (int p = 0; p < blocks; p++) {
+        int64_t b0, b1;
+        parallel_split(&b0, &b1, B, p, blocks);
+        swap_leading(dst + T * b0 * room, src + b0 * T * F, b1 - b0, T, F);
+    }
+}
+
+static void batch_from_blocks(float *dst, const float *src, int64_t room, int64_t B, int64_t T, int64_t F, int blocks) {
+    for (int p = 0; p < blocks; p++) {
+        int64_t b0, b1;
+        parallel_split(&b0, &b1, B, p, blocks);
+        swap_leading(dst + b0 * T * F, src + T * b0 * room, T, b1 - b0, F);
+    }
+}
+
+/* Runs fn for every block: on the pool, or one after another (BLAS keeping
+ * its threads) when the pool has fewer threads than the blocks of the
+ * forward that backward follows. */
+static void blocks_run(const LstmRun *r, ParallelTask fn) {
+    if (r->c->blocks <= parallel_threads()) {
+        parallel_run(r->c->blocks, fn, (void *)r);
+        return;
+    }
+    for (int p = 0; p < r->c->blocks; p++) fn((void *)r, p, r->c->blocks);
+}
+
+static void lstm_forward_block(void *arg, int p, int nt) {
+    const LstmRun *r = arg;
+    LstmCfg *c = r->c;
+    Layer *m = r->m;
+    const int64_t T = r->T, H = c->hidden;
+    int64_t b0, b1;
+    block_rows(&b0, &b1, r, p);
+    (void)nt;
+    const int64_t bp = b1 - b0, at = T * b0 * H; /* offset of the block in a (T, B, H) buffer */
+    for (int k = 0; k < c->layers; k++) {
+        LstmSaved *s = &c->saved[k];
+        const int64_t in_k = k ? H : c->in;
+        if (k > 0 && c->dropped) /* inverted dropout on the output of the layer below */
+            for (int64_t i = at; i < at + T * bp * H; i++) s->x.data[i] = c->saved[k - 1].h.data[i] * s->mask.data[i];
+        lstm_layer_forward(s->gates.data + 4 * at, s->c.data + at, s->tc.data + at, s->h.data + at,
+                           layer_input(c, k) + T * b0 * in_k, P(k, 0), P(k, 1), P(k, 2), T, bp, in_k, H, c->act);
+    }
+}
+
 static int lstm_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
     LstmCfg *c = m->cfg;
     const int64_t B = x->shape[0], T = x->shape[1], H = c->hidden, N = B * T;
@@ -326,6 +414,7 @@ static int lstm_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
     if (N == 0) { /* an empty batch: nothing to compute or save */
         c->batch = B;
         c->time = T;
+        c->blocks = 1;
         c->saved_valid = 1;
         return 0;
     }
@@ -339,27 +428,74 @@ static int lstm_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
             return layer_fail(err, "out of memory saving activations of layer %d for batch %lld, time %lld", k + 1,
                               (long long)B, (long long)T);
     }
-    swap_leading(c->saved[0].x.data, tensor_data(x), B, T, c->in);
-    for (int k = 0; k < c->layers; k++) {
-        LstmSaved *s = &c->saved[k];
-        if (k > 0 && c->dropped) { /* inverted dropout on the output of the layer below */
-            const float *below = c->saved[k - 1].h.data;
-            float keep = 1.0f / (1.0f - c->dropout);
-            for (int64_t i = 0; i < N * H; i++) {
-                s->mask.data[i] = rng_uniform(&rng_global) < c->dropout ? 0.0f : keep;
-                s->x.data[i] = below[i] * s->mask.data[i];
-            }
-        }
-        lstm_layer_forward(s->gates.data, s->c.data, s->tc.data, s->h.data, layer_input(c, k), P(k, 0), P(k, 1), P(k, 2),
-                           T, B, k ? H : c->in, H, c->act);
+    c->blocks = (int)lstm_blocks(B);
+    LstmRun r = {.c = c, .m = m, .B = B, .T = T};
+    blocks_from_batch(c->saved[0].x.data, c->in, tensor_data(x), B, T, c->in, c->blocks);
+    if (c->dropped) { /* every mask in (T, B, H) order, stored by block */
+        const float keep = 1.0f / (1.0f - c->dropout);
+        for (int k = 1; k < c->layers; k++)
+            for (int64_t t = 0; t < T; t++)
+                for (int p = 0; p < c->blocks; p++) {
+                    int64_t b0, b1;
+                    block_rows(&b0, &b1, &r, p);
+                    float *mask = c->saved[k].mask.data + (T * b0 + t * (b1 - b0)) * H;
+                    for (int64_t i = 0; i < (b1 - b0) * H; i++) mask[i] = rng_uniform(&rng_global) < c->dropout ? 0.0f : keep;
+                }
     }
+    blocks_run(&r, lstm_forward_block);
     const float *top = c->saved[c->layers - 1].h.data;
-    if (c->return_sequences) swap_leading(tensor_data(y), top, T, B, H);
-    else memcpy(tensor_data(y), top + (T - 1) * B * H, (size_t)(B * H) * sizeof(float));
+    if (c->return_sequences) {
+        batch_from_blocks(tensor_data(y), top, H, B, T, H, c->blocks);
+    } else { /* each block's last step */
+        for (int p = 0; p < c->blocks; p++) {
+            int64_t b0, b1;
+            block_rows(&b0, &b1, &r, p);
+            memcpy(tensor_data(y) + b0 * H, top + (T * b0 + (T - 1) * (b1 - b0)) * H, (size_t)((b1 - b0) * H) * sizeof(float));
+        }
+    }
     c->batch = B;
     c->time = T;
     c->saved_valid = 1;
     return 0;
+}
+
+/* Where parameter i's gradient sits in a block's part: the parameters in order. */
+static int64_t param_offset(const Layer *m, int i) {
+    int64_t at = 0;
+    for (int j = 0; j < i; j++) at += tensor_numel(m->params[j].grad);
+    return at;
+}
+
+/* Backward of block p through every layer, top down. Block 0 adds into the
+ * gradients, the others into their own part (zeroed here). */
+static void lstm_backward_block(void *arg, int p, int nt) {
+    const LstmRun *r = arg;
+    const LstmCfg *c = r->c;
+    Layer *m = r->m;
+    const int64_t T = r->T, H = c->hidden;
+    int64_t b0, b1;
+    block_rows(&b0, &b1, r, p);
+    (void)nt;
+    const int64_t bp = b1 - b0, room = r->room;
+    float *part = p ? r->part + (p - 1) * r->part_floats : NULL;
+    if (part) memset(part, 0, (size_t)r->part_floats * sizeof *part);
+    float *dh = r->dh, *dbelow = r->dbelow;
+    for (int k = c->layers - 1; k >= 0; k--) {
+        const LstmSaved *s = &c->saved[k];
+        const int64_t in_k = k ? H : c->in, at = T * b0 * H;
+        float *g[3];
+        for (int j = 0; j < 3; j++) g[j] = part ? part + param_offset(m, 3 * k + j) : DP(k, j);
+        /* the first layer's input gradient only when asked for */
+        float *dx = k == 0 && !r->want_dx ? NULL : dbelow + T * b0 * room;
+        lstm_layer_backward(dx, g[0], g[1], g[2], r->dgates + 4 * at, r->dc + b0 * H, dh + T * b0 * room,
+                            layer_input(c, k) + T * b0 * in_k, s->gates.data + 4 * at, s->c.data + at,
+                            s->tc.data + at, s->h.data + at, P(k, 0), P(k, 1), T, bp, in_k, H, c->act);
+        if (k > 0 && c->dropped)
+            for (int64_t i = 0; i < T * bp * H; i++) dbelow[T * b0 * room + i] *= s->mask.data[at + i];
+        float *tmp = dh;
+        dh = dbelow;
+        dbelow = tmp;
+    }
 }
 
 static int lstm_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy, Tensor *dx, char *err) {
@@ -368,30 +504,32 @@ static int lstm_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy
     if (!c->saved_valid || c->batch != B || c->time != T)
         return layer_fail(err, "backward: call forward with this input first");
     if (N == 0) return 0;
-    const int64_t wmax = c->in > H ? c->in : H;
-    float *ws = workspace_get((size_t)(N * 4 * H + 2 * N * wmax + B * H));
+    const int64_t wmax = c->in > H ? c->in : H; /* the gradient buffers' room per row */
+    const int64_t params = param_offset(m, m->nparams);
+    float *ws = workspace_get((size_t)(N * 4 * H + 2 * N * wmax + B * H + (c->blocks - 1) * params));
     if (!ws) return layer_fail(err, "backward: out of memory for the workspace (batch %lld, time %lld)", (long long)B, (long long)T);
-    float *dgates = ws, *dh = dgates + N * 4 * H, *dbelow = dh + N * wmax, *dc = dbelow + N * wmax;
+    LstmRun r = {.c = c, .m = m, .B = B, .T = T, .dgates = ws, .room = wmax, .want_dx = dx != NULL, .part_floats = params};
+    r.dh = r.dgates + N * 4 * H;
+    r.dbelow = r.dh + N * wmax;
+    r.dc = r.dbelow + N * wmax;
+    r.part = r.dc + B * H;
     if (c->return_sequences) {
-        swap_leading(dh, tensor_data(dy), B, T, H);
+        blocks_from_batch(r.dh, wmax, tensor_data(dy), B, T, H, c->blocks);
     } else { /* only the last step's output was used */
-        memset(dh, 0, (size_t)((T - 1) * B * H) * sizeof *dh);
-        memcpy(dh + (T - 1) * B * H, tensor_data(dy), (size_t)(B * H) * sizeof *dh);
+        memset(r.dh, 0, (size_t)(N * wmax) * sizeof(float));
+        for (int p = 0; p < c->blocks; p++) {
+            int64_t b0, b1;
+            block_rows(&b0, &b1, &r, p);
+            memcpy(r.dh + T * b0 * wmax + (T - 1) * (b1 - b0) * H, tensor_data(dy) + b0 * H, (size_t)((b1 - b0) * H) * sizeof(float));
+        }
     }
-    for (int k = c->layers - 1; k >= 0; k--) {
-        const LstmSaved *s = &c->saved[k];
-        const int64_t in_k = k ? H : c->in;
-        /* the first layer's input gradient only when asked for */
-        lstm_layer_backward(k == 0 && !dx ? NULL : dbelow, DP(k, 0), DP(k, 1), DP(k, 2), dgates, dc, dh,
-                            layer_input(c, k), s->gates.data,
-                            s->c.data, s->tc.data, s->h.data, P(k, 0), P(k, 1), T, B, in_k, H, c->act);
-        if (k > 0 && c->dropped)
-            for (int64_t i = 0; i < N * H; i++) dbelow[i] *= s->mask.data[i];
-        float *tmp = dh;
-        dh = dbelow;
-        dbelow = tmp;
-    }
-    if (dx) swap_leading(tensor_data(dx), dh, T, B, c->in);
+    blocks_run(&r, lstm_backward_block);
+    for (int p = 1; p < c->blocks; p++)
+        for (int i = 0; i < m->nparams; i++)
+            floats_add(tensor_data(m->params[i].grad), r.part + (p - 1) * params + param_offset(m, i),
+                       tensor_numel(m->params[i].grad));
+    /* after an even number of layers the input gradient is back in dh */
+    if (dx) batch_from_blocks(tensor_data(dx), c->layers % 2 ? r.dbelow : r.dh, wmax, B, T, c->in, c->blocks);
     return 0;
 }
 

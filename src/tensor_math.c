@@ -276,6 +276,22 @@ void tensor_reduce_dim(Tensor *out, Tensor *idx, const Tensor *a, int dim, Reduc
     }
 }
 
+/* Unrolled by hand so that it is vector adds at any optimisation level. */
+void floats_add(float *restrict dst, const float *restrict src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        dst[i + 0] += src[i + 0];
+        dst[i + 1] += src[i + 1];
+        dst[i + 2] += src[i + 2];
+        dst[i + 3] += src[i + 3];
+        dst[i + 4] += src[i + 4];
+        dst[i + 5] += src[i + 5];
+        dst[i + 6] += src[i + 6];
+        dst[i + 7] += src[i + 7];
+    }
+    for (; i < n; i++) dst[i] += src[i];
+}
+
 static int threads_now = 0;
 
 void dd_set_num_threads(int n) {

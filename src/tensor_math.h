@@ -49,6 +49,10 @@ TensorStatus tensor_matmul(Tensor *c, const Tensor *a, const Tensor *b);
 void blas_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                 const float *b, int ldb, float beta, float *c, int ldc);
 
+/* dst[i] += src[i] for n floats (the arrays must not overlap): col2im's rows,
+ * and the sums of per-thread gradient parts. */
+void floats_add(float *dst, const float *src, int64_t n);
+
 void dd_set_num_threads(int n);
 int dd_get_num_threads(void);
 
