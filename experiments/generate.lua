@@ -20,7 +20,8 @@ p:option("--seed", "random | index:N | frames:PATH[:start] | video:PATH[:start]"
 p:option("--steps", "latents to predict", "100"):convert(math.tointeger)
 p:option("--interpolate", "K: decode K-1 interpolated latents between predictions (1: none)", "1"):convert(math.tointeger)
 p:option("--mode", "deterministic or sample (default: sample for mdn or with --noise/--temperature)"):choices{ "deterministic", "sample" }
-p:option("--temperature", "mdn sampling temperature (sample mode)"):convert(tonumber)
+p:option("--temperature", "mdn sampling temperature (sample mode), or auto: the one experiments/calibrate.lua chose")
+  :convert(function(s) return s == "auto" and s or tonumber(s) end)
 p:option("--noise", "sample mode: std of Gaussian noise added to each prediction"):convert(tonumber)
 p:option("--window", "stateful (fast: LSTM state carried) or sliding (the paper's loop)", "stateful")
   :choices{ "stateful", "sliding" }

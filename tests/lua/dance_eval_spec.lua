@@ -595,6 +595,71 @@ describe("dd.dance.evaluate", function()
     assert.is_false(exists(dir .. "/mdn/eval"))
   end)
 
+  it("calibrate_temperature keeps the largest margin, records it, and temperature='auto' uses it", function()
+    local seq_dir = dir .. "/run/seq_cal"
+    dd.dance.train_sequence{ ae_dir = dir .. "/run/ae", data = data, out = seq_dir, variant = "mdn",
+                             mixtures = 2, units = { 8 }, look_back = 4, split = 0.75, epochs = 1, batch_size = 16,
+                             seed = SEED, progress = "none", output = { write = function() end } }
+    -- before calibration 'auto' has nothing to stand for
+    local seq = dd.dance.load_sequence(seq_dir)
+    assert.is_nil(seq.temperature)
+    local ae = dd.dance.load_autoencoder(dir .. "/run/ae")
+    assert_contains(error_of(dd.dance.generate, { ae = ae, seq = seq, steps = 3, temperature = "auto" }),
+      seq_dir .. "/temperature.json is missing")
+    local bars = { min_plausibility = 0.6, min_motion = 0.2, max_motion = 2 }
+    local c = dd.dance.calibrate_temperature{ run = dir .. "/run", seq = seq_dir, data = data, temperatures = { 1.5, 0.2, 0.8 },
+      steps = 12, references = 10, motion_steps = 5, min_plausibility = bars.min_plausibility, min_motion = bars.min_motion,
+      max_motion = bars.max_motion, output = false }
+    local saved = dd.json.decode(slurp(seq_dir .. "/temperature.json"))
+    assert.equal(c.temperature, saved.temperature)
+    assert.equal(3, #saved.candidates)
+    -- validation seeds: a random window and a real one inside the training part (n_train latents)
+    assert.same({ "random", "index:36" }, { saved.seeds[1].seed, saved.seeds[2].seed })
+    local best
+    for i, cand in ipairs(saved.candidates) do
+      assert.equal(({ 1.5, 0.2, 0.8 })[i], cand.temperature)
+      assert.equal(2, #cand.runs)
+      local m = math.huge
+      for _, run in ipairs(cand.runs) do
+        assert(run.plausibility >= 0 and run.plausibility <= 1 and run.motion_ratio >= 0)
+        m = math.min(m, run.plausibility - bars.min_plausibility, run.motion_ratio - bars.min_motion,
+                     bars.max_motion - run.motion_ratio)
+      end
+      assert(math.abs(cand.margin - m) < 1e-12, ("candidate %d: margin %.17g, recomputed %.17g"):format(i, cand.margin, m))
+      if not best or m > best.margin or (m == best.margin and cand.temperature < best.temperature) then best = cand end
+    end
+    assert.equal(best.temperature, saved.temperature)
+    assert.equal(best.margin >= 0, saved.inside)
+    -- the model carries it from now on
+    seq = dd.dance.load_sequence(seq_dir)
+    assert.equal(saved.temperature, seq.temperature)
+    dd.manual_seed(3)
+    local auto = dd.dance.generate{ ae = ae, seq = seq, steps = 5, temperature = "auto" }
+    dd.manual_seed(3)
+    local fixed = dd.dance.generate{ ae = ae, seq = seq, steps = 5, temperature = saved.temperature }
+    assert.equal(0, (auto - fixed):abs():max())
+    local r = dd.dance.evaluate{ run = dir .. "/run", seq = seq_dir, out = dir .. "/cal", data = data, steps = 12,
+                                 references = 10, motion_steps = 5, seeds = { "random" }, temperature = "auto",
+                                 images = false, output = false }
+    assert.equal(("sample T=%g (calibrated)"):format(saved.temperature), r.generation.runs[2].mode)
+    -- a file that is not a calibration is named
+    local f = assert(io.open(seq_dir .. "/temperature.json", "w"))
+    f:write('{"temperature": "hot"}')
+    f:close()
+    assert_contains(error_of(dd.dance.load_sequence, seq_dir), "temperature.json is not a calibration")
+  end)
+
+  it("calibrate_temperature refuses what it cannot calibrate", function()
+    local cal = dd.dance.calibrate_temperature
+    assert_contains(error_of(cal, {}), "'run' is required")
+    assert_contains(error_of(cal, { run = dir .. "/run", temperatures = {} }), "non-empty list")
+    assert_contains(error_of(cal, { run = dir .. "/run", temperatures = { -1 } }), "temperatures[1]")
+    assert_contains(error_of(cal, { run = dir .. "/run", min_motion = 2, max_motion = 1 }), "'max_motion' (1) must be above")
+    assert_contains(error_of(cal, { run = dir .. "/run", steps = 1 }), "at least 2")
+    assert_contains(error_of(cal, { run = dir .. "/run", stepz = 1 }), "unknown option 'stepz'")
+    assert_contains(error_of(cal, { run = dir .. "/run", data = data, output = false }), "a temperature is for a model with an MDN head")
+  end)
+
   it("refuses bad options before computing anything", function()
     assert_contains(error_of(dd.dance.evaluate, {}), "'run' is required")
     assert_contains(error_of(dd.dance.evaluate, { run = dir .. "/run", step = 3 }), "unknown option 'step'")

@@ -13,7 +13,7 @@ describe("experiments/deep_dance.lua --preset smoke", function()
   it("produces the videos, plots and reports", function()
     assert.is_true(os.execute(cmd), io.open(out .. ".log") and io.open(out .. ".log"):read("a"))
     for _, f in ipairs{ "data/synthetic_dance.mp4", "data/frames.safetensors", "ae/best.safetensors", "ae/recon.png",
-                        "ae/curves.png", "seq/best.safetensors", "seq_mdn/best.safetensors", "gen/dance_deterministic.mp4",
+                        "ae/curves.png", "seq/best.safetensors", "seq_mdn/best.safetensors", "seq_mdn/temperature.json", "gen/dance_deterministic.mp4",
                         "gen/dance_deterministic.gif", "gen/dance_sampling.mp4", "gen/dance_sampling.gif",
                         "seq/eval/report.json", "seq_mdn/eval/report.json", "report.json", "report.md" } do
       assert.is_true(exists(out .. "/" .. f), "missing " .. f)
@@ -22,6 +22,10 @@ describe("experiments/deep_dance.lua --preset smoke", function()
     assert.are.equal(11 * 2 + 1, v.frame_count) -- 12 steps, 1 interpolant between each pair
     local report = dd.json.decode(io.open(out .. "/report.json"):read("a"))
     assert.are.equal("smoke", report.preset)
+    -- the MDN is evaluated at the temperature calibrated for it
+    local t = dd.json.decode(io.open(out .. "/seq_mdn/temperature.json"):read("a")).temperature
+    local mdn = dd.json.decode(io.open(out .. "/seq_mdn/eval/report.json"):read("a"))
+    assert.are.equal(("sample T=%g (calibrated)"):format(t), mdn.generation.runs[2].mode)
   end)
 
   it("a second run reuses the finished steps", function()
@@ -30,6 +34,7 @@ describe("experiments/deep_dance.lua --preset smoke", function()
     local log = io.open(out .. ".log"):read("a")
     assert.truthy(log:find("reusing " .. out .. "/data/synthetic_dance.mp4", 1, true), log)
     assert.truthy(log:find("reusing " .. out .. "/data/frames.safetensors", 1, true), log)
+    assert.truthy(log:find("reusing " .. out .. "/seq_mdn/temperature.json", 1, true), log)
     assert(dd.clock() - t0 < 60)
   end)
 end)

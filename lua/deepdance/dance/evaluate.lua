@@ -188,6 +188,40 @@ local function real_motion(fs, first, last, chunk)
 end
 
 ---------------------------------------------------------------------------
+-- A run's models, frames and reference masks
+---------------------------------------------------------------------------
+
+-- The autoencoder (and its autoencoder.json), the sequence model when seq_dir
+-- has one (has_seq, seq, info), the frame cache (data, fs) and the latents of
+-- every frame (train_sequence's cache in seq_dir is reused when it matches).
+local function open_run(fn, o, cfg, ae_dir, seq_dir)
+  local r = { ae = dance.load_autoencoder(ae_dir), ae_config = read_json(ae_dir .. "/autoencoder.json") or {} }
+  r.has_seq = util.exists(seq_dir .. "/best.safetensors") or util.exists(seq_dir .. "/last.safetensors")
+  if r.has_seq then r.seq, r.info = dance.load_sequence(seq_dir) end
+  local data = o.data or (r.info and r.info.data) or r.ae_config.data
+  if data == nil then error(fn .. ": option 'data' is required (the frame cache the run was trained on)", 0) end
+  r.data = util.check(fn, "data", data, "string")
+  r.fs = dd.data.frames(r.data)
+  if r.has_seq then
+    r.latents = dance.prepare_latents{ ae = r.ae, ae_dir = ae_dir, data = r.data, out = seq_dir,
+                                       batch_size = cfg.batch_size, output = cfg.output or { write = function() end } }
+  end
+  return r
+end
+
+-- Reference masks (cfg.references training frames spread evenly over the
+-- training part) and the real frames' motion: masks, count, motion, pairs.
+local function references(cfg, r)
+  local N = #r.fs
+  local n_train_frames = r.has_seq and r.info.n_train or r.ae_config.n_train or math.floor(N * 0.9)
+  local ref_idx = evenly(1, math.max(1, math.min(n_train_frames, N)), cfg.references)
+  local refs = dd.masks.pack(r.fs:batch(ref_idx), MASK)
+  local real, pairs_counted = real_motion(r.fs, 1, N, 512)
+  say(cfg, ("%s: %d reference frames; real motion %.4f over %d pairs"):format(cfg.name, #ref_idx, real, pairs_counted))
+  return refs, #ref_idx, real, pairs_counted
+end
+
+---------------------------------------------------------------------------
 -- The autoencoder on held-out frames
 ---------------------------------------------------------------------------
 
@@ -466,7 +500,8 @@ local EVAL_OPTIONS = { "run", "ae", "seq", "data", "out", "steps", "modes", "tem
   "frozen_below", "output" }
 
 -- Modes as {name, mode, temperature, noise}: 'deterministic', 'sample', or tables.
-local function resolve_modes(fn, o, mdn, default_noise)
+local function resolve_modes(fn, o, seq, default_noise)
+  local mdn = seq.mdn ~= nil
   local list = o.modes or { "deterministic", "sample" }
   if type(list) ~= "table" or #list == 0 then
     error(("%s: option 'modes' must be a non-empty list, got %s"):format(fn, util.describe(list)), 0)
@@ -484,7 +519,7 @@ local function resolve_modes(fn, o, mdn, default_noise)
     elseif type(m) == "table" then
       util.options(("%s: modes[%d]"):format(fn, i), m, { "mode", "temperature", "noise", "name" })
       spec = { mode = util.choice(fn, ("modes[%d].mode"):format(i), m.mode, { "deterministic", "sample" }, "sample"),
-               temperature = util.check(fn, ("modes[%d].temperature"):format(i), m.temperature, "nonneg", nil),
+               temperature = util.check(fn, ("modes[%d].temperature"):format(i), m.temperature, "temperature", nil),
                noise = util.check(fn, ("modes[%d].noise"):format(i), m.noise, "nonneg", nil), name = m.name }
       if spec.mode == "sample" and mdn and spec.temperature == nil then spec.temperature = o.temperature or 1 end
       if spec.mode == "sample" and not mdn and spec.noise == nil then spec.noise = o.noise or default_noise end
@@ -492,12 +527,15 @@ local function resolve_modes(fn, o, mdn, default_noise)
       error(("%s: modes[%d] must be 'deterministic', 'sample' or {mode=, temperature=, noise=, name=}, got %s"):format(fn, i,
         util.describe(m)), 0)
     end
+    spec.calibrated = spec.temperature == "auto" or nil
     if spec.temperature ~= nil and not mdn then
       error(("%s: modes[%d]: temperature is for a sequence model with an MDN head; this one takes noise="):format(fn, i), 0)
     end
+    spec.temperature = util.temperature(fn, ("modes[%d].temperature"):format(i), spec.temperature, seq)
     if not spec.name then
       spec.name = spec.mode
       if spec.temperature then spec.name = spec.name .. (" T=%g"):format(spec.temperature) end
+      if spec.calibrated then spec.name = spec.name .. " (calibrated)" end
       if spec.noise and spec.noise > 0 then spec.name = spec.name .. (" noise=%.3g"):format(spec.noise) end
     end
     if seen[spec.name] then error(("%s: two modes are named '%s'"):format(fn, spec.name), 0) end
@@ -549,9 +587,9 @@ dance.evaluate = util.public(function(opts)
     images = util.check(fn, "images", o.images, "boolean", true),
     video = util.check(fn, "video", o.video, "boolean", false),
     frozen_below = util.check(fn, "frozen_below", o.frozen_below, "nonneg", 0.1),
-    output = o.output == nil and io.stdout or o.output,
+    output = o.output == nil and io.stdout or o.output, name = "evaluate",
   }
-  util.check(fn, "temperature", o.temperature, "nonneg", nil)
+  util.check(fn, "temperature", o.temperature, "temperature", nil)
   util.check(fn, "noise", o.noise, "nonneg", nil)
   cfg.seed = o.seed == nil and 1 or o.seed
   if math.type(cfg.seed) ~= "integer" then error(("%s: option 'seed' must be an integer, got %s"):format(fn, util.describe(o.seed)), 0) end
@@ -560,15 +598,9 @@ dance.evaluate = util.public(function(opts)
   local t_start = dd.clock()
 
   -- Models and data
-  local ae = dance.load_autoencoder(ae_dir)
-  local ae_config = read_json(ae_dir .. "/autoencoder.json") or {}
-  local has_seq = util.exists(seq_dir .. "/best.safetensors") or util.exists(seq_dir .. "/last.safetensors")
-  local seq, info
-  if has_seq then seq, info = dance.load_sequence(seq_dir) end
-  local data = o.data or (info and info.data) or ae_config.data
-  if data == nil then error(fn .. ": option 'data' is required (the frame cache the run was trained on)", 0) end
-  data = util.check(fn, "data", data, "string")
-  local fs = dd.data.frames(data)
+  local r = open_run(fn, o, cfg, ae_dir, seq_dir)
+  local ae, ae_config, has_seq, seq, info, data, fs, latents = r.ae, r.ae_config, r.has_seq, r.seq, r.info, r.data,
+    r.fs, r.latents
   local N = #fs
   util.mkdir(fn, out_dir)
   if cfg.images or cfg.video then util.mkdir(fn, cfg.eval_dir) end
@@ -584,14 +616,7 @@ dance.evaluate = util.public(function(opts)
     },
     checkpoints = { autoencoder = ae.path, autoencoder_epoch = ae.meta.epoch },
   }
-
-  -- The latents of every frame (train_sequence's cache in seq/ is reused when it matches).
-  local latents
-  if has_seq then
-    latents = dance.prepare_latents{ ae = ae, ae_dir = ae_dir, data = data, out = seq_dir, batch_size = cfg.batch_size,
-                                     output = cfg.output or { write = function() end } }
-    report.checkpoints.sequence, report.checkpoints.sequence_variant = seq_dir, seq.variant
-  end
+  if has_seq then report.checkpoints.sequence, report.checkpoints.sequence_variant = seq_dir, seq.variant end
 
   -- Modes and seeds are checked before the long computations start. The
   -- sampling noise of a regression head defaults to half the latents' mean std.
@@ -600,16 +625,11 @@ dance.evaluate = util.public(function(opts)
     local lat_train = latents:narrow(1, 1, math.min(info.n_train, latents:size(1)))
     local centred = lat_train - lat_train:mean(1)
     mean_std = math.sqrt((centred * centred):mean())
-    modes = resolve_modes(fn, o, seq.mdn ~= nil, 0.5 * mean_std)
+    modes = resolve_modes(fn, o, seq, 0.5 * mean_std)
     seeds = resolve_seeds(fn, o, info.n_train + 1)
   end
 
-  -- Reference masks: training frames spread evenly over the training part.
-  local n_train_frames = has_seq and info.n_train or ae_config.n_train or math.floor(N * 0.9)
-  local ref_idx = evenly(1, math.max(1, math.min(n_train_frames, N)), cfg.references)
-  local refs = dd.masks.pack(fs:batch(ref_idx), MASK)
-  local real, pairs_counted = real_motion(fs, 1, N, 512)
-  say(cfg, ("evaluate: %d reference frames; real motion %.4f over %d pairs"):format(#ref_idx, real, pairs_counted))
+  local refs, n_refs, real, pairs_counted = references(cfg, r)
 
   -- Autoencoder on its held-out frames
   local ho_first = ae_config.n_train and ae_config.n_train + 1 or math.floor(N * 0.9) + 1
@@ -629,7 +649,7 @@ dance.evaluate = util.public(function(opts)
     local names = {}
     for _, m in ipairs(modes) do names[#names + 1] = "'" .. m.name .. "'" end
     report.settings = {
-      steps = cfg.steps, window = cfg.window, references = #ref_idx, plausible_iou = cfg.plausible_iou,
+      steps = cfg.steps, window = cfg.window, references = n_refs, plausible_iou = cfg.plausible_iou,
       motion_steps = cfg.motion_steps, seed = cfg.seed, latent_std = mean_std, modes = modes, seeds = seeds,
       variant = seq.variant, look_back = info.look_back, sequence_n_train = info.n_train,
       modes_text = table.concat(names, ", ") .. (seq.mdn and " (MDN head: sample draws at the temperature)"
@@ -641,7 +661,7 @@ dance.evaluate = util.public(function(opts)
     say(cfg, ("evaluate: next-frame IoU on %d windows (%.1f s)"):format(report.next_frame.windows or 0, dd.clock() - t0))
 
     local gen = { steps = cfg.steps, window = cfg.window, motion_steps = cfg.motion_steps, real_motion = real,
-                  real_pairs = pairs_counted, plausible_iou = cfg.plausible_iou, reference_frames = #ref_idx,
+                  real_pairs = pairs_counted, plausible_iou = cfg.plausible_iou, reference_frames = n_refs,
                   frozen_below = cfg.frozen_below, runs = {} }
     local plot_series = {}
     for j, s in ipairs(seeds) do
@@ -674,4 +694,106 @@ dance.evaluate = util.public(function(opts)
   util.write_file(fn, out_dir .. "/report.md", render_md(report))
   say(cfg, ("evaluate: wrote %s/report.json and %s/report.md (%.1f s)"):format(out_dir, out_dir, report.seconds))
   return report
+end)
+
+---------------------------------------------------------------------------
+-- Choosing the sampling temperature on validation seeds
+---------------------------------------------------------------------------
+
+local CALIBRATE_OPTIONS = { "run", "ae", "seq", "data", "temperatures", "steps", "min_plausibility", "min_motion",
+  "max_motion", "plausible_iou", "references", "motion_steps", "window", "batch_size", "seed", "output" }
+
+-- How the temperature is chosen, for the record.
+local CRITERION = "the temperature with the largest margin: for each, the smallest of plausibility - min_plausibility, "
+  .. "motion_ratio - min_motion and max_motion - motion_ratio over its validation runs; the lower temperature on a tie"
+
+--- calibrate_temperature{run=DIR, seq=DIR/seq, ae=DIR/ae, data=, temperatures={0.5, 0.6, 0.7, 0.8, 0.9},
+--   steps=1000, min_plausibility=0.8, min_motion=0.5, max_motion=1.5, plausible_iou=0.7, references=1000,
+--   motion_steps=200, window='sliding', batch_size=64, seed=1, output=io.stdout} -> calibration
+-- Picks an MDN's sampling temperature the way a learning rate is picked: on
+-- validation runs, not on the ones evaluate reports. For every temperature it
+-- generates `steps` frames from a random window (a random stream of its own)
+-- and from a real window in the middle of the training part (evaluate's
+-- 'real' seed is the first held-out window), measures motion ratio and
+-- plausibility as evaluate does, and keeps the temperature that stays
+-- farthest inside the bars (CRITERION). Runs shorter than evaluate's
+-- mislead: a sampler slows down over a long run, so 250 steps overstate its
+-- motion. Writes SEQ/temperature.json (atomically); dd.dance.load_sequence
+-- reads it as model.temperature, and temperature='auto' (generate, evaluate,
+-- the experiment scripts) uses it.
+dance.calibrate_temperature = util.public(function(opts)
+  local fn = "dd.dance.calibrate_temperature"
+  local o = util.options(fn, opts, CALIBRATE_OPTIONS)
+  if o.run == nil then error(fn .. ": option 'run' is required (a directory with ae/ and seq/)", 0) end
+  local run = util.check(fn, "run", o.run, "string"):gsub("/+$", "")
+  local ae_dir = util.check(fn, "ae", o.ae, "string", run .. "/ae"):gsub("/+$", "")
+  local seq_dir = util.check(fn, "seq", o.seq, "string", run .. "/seq"):gsub("/+$", "")
+  local temps = o.temperatures or { 0.5, 0.6, 0.7, 0.8, 0.9 }
+  if type(temps) ~= "table" or #temps == 0 then
+    error(("%s: option 'temperatures' must be a non-empty list of numbers >= 0, got %s"):format(fn, util.describe(temps)), 0)
+  end
+  for i, t in ipairs(temps) do util.check(fn, ("temperatures[%d]"):format(i), t, "nonneg") end
+  local cfg = {
+    steps = util.check(fn, "steps", o.steps, "integer", 1000),
+    min_plausibility = util.check(fn, "min_plausibility", o.min_plausibility, "fraction", 0.8),
+    min_motion = util.check(fn, "min_motion", o.min_motion, "nonneg", 0.5),
+    max_motion = util.check(fn, "max_motion", o.max_motion, "positive", 1.5),
+    window = util.choice(fn, "window", o.window, { "sliding", "stateful" }, "sliding"),
+    references = util.check(fn, "references", o.references, "integer", 1000),
+    plausible_iou = util.check(fn, "plausible_iou", o.plausible_iou, "fraction", 0.7),
+    motion_steps = util.check(fn, "motion_steps", o.motion_steps, "integer", 200),
+    batch_size = util.check(fn, "batch_size", o.batch_size, "integer", 64),
+    images = false, video = false,
+    output = o.output == nil and io.stdout or o.output, name = "calibrate",
+  }
+  if cfg.steps < 2 then error(("%s: option 'steps' must be at least 2 (motion needs a pair of frames), got %d"):format(fn, cfg.steps), 0) end
+  if cfg.max_motion <= cfg.min_motion then
+    error(("%s: option 'max_motion' (%g) must be above 'min_motion' (%g)"):format(fn, cfg.max_motion, cfg.min_motion), 0)
+  end
+  cfg.seed = o.seed == nil and 1 or o.seed
+  if math.type(cfg.seed) ~= "integer" then error(("%s: option 'seed' must be an integer, got %s"):format(fn, util.describe(o.seed)), 0) end
+
+  local r = open_run(fn, o, cfg, ae_dir, seq_dir)
+  if not r.has_seq then error(("%s: no sequence model in %s"):format(fn, seq_dir), 0) end
+  if not r.seq.mdn then
+    error(("%s: %s is a '%s' model; a temperature is for a model with an MDN head (variant 'mdn')"):format(fn, seq_dir,
+      tostring(r.seq.variant)), 0)
+  end
+  local refs, _, real = references(cfg, r)
+  if real <= 0 then error(("%s: the real frames of %s do not move (motion 0): no motion ratio to calibrate on"):format(fn, r.data), 0) end
+  local n_train = math.min(r.info.n_train, r.latents:size(1))
+  local seeds = { { name = "random", seed = "random" } }
+  local middle = math.max(r.info.look_back, n_train // 2)
+  if middle <= n_train then seeds[2] = { name = ("real %d"):format(middle), seed = ("index:%d"):format(middle) } end
+
+  local t0 = dd.clock()
+  local candidates, chosen = {}, nil
+  for _, t in ipairs(temps) do
+    local c = { temperature = t, runs = {}, margin = math.huge }
+    for k, s in ipairs(seeds) do
+      -- streams 700 + k: apart from evaluate's (1, 2, ...) at the same seed
+      local g = generation_run(cfg, r.ae, r.seq, r.latents, refs, { mode = "sample", temperature = t, name = "calibrate" },
+        s, 700 + k)
+      local ratio = g.motion / real
+      c.runs[k] = { seed = s.name, motion_ratio = ratio, plausibility = g.plausibility }
+      c.margin = math.min(c.margin, g.plausibility - cfg.min_plausibility, ratio - cfg.min_motion, cfg.max_motion - ratio)
+      say(cfg, ("calibrate: T=%g from %s: motion ratio %.3f, plausibility %.3f (%.1f s)"):format(t, s.name, ratio,
+        g.plausibility, g.seconds))
+    end
+    candidates[#candidates + 1] = c
+    if not chosen or c.margin > chosen.margin or (c.margin == chosen.margin and t < chosen.temperature) then chosen = c end
+  end
+  local calibration = {
+    temperature = chosen.temperature, margin = chosen.margin, inside = chosen.margin >= 0, criterion = CRITERION,
+    min_plausibility = cfg.min_plausibility, min_motion = cfg.min_motion, max_motion = cfg.max_motion,
+    steps = cfg.steps, motion_steps = cfg.motion_steps, plausible_iou = cfg.plausible_iou, window = cfg.window,
+    seed = cfg.seed, real_motion = real, seeds = seeds, candidates = candidates, seconds = dd.clock() - t0,
+    created = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+  }
+  util.write_file(fn, seq_dir .. "/temperature.json", dd.json.encode(calibration, { indent = true }))
+  r.seq.temperature = chosen.temperature
+  say(cfg, ("calibrate: temperature %g, margin %.3f%s; wrote %s/temperature.json (%.1f s)"):format(chosen.temperature,
+    chosen.margin, chosen.margin >= 0 and "" or " (no temperature kept every run inside the bars)", seq_dir,
+    calibration.seconds))
+  return calibration
 end)

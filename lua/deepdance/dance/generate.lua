@@ -182,7 +182,7 @@ dance.generate = util.public(function(opts)
   local steps = util.check(fn, "steps", o.steps, "integer", 100)
   local window = util.choice(fn, "window", o.window, { "stateful", "sliding" }, "stateful")
   local noise = util.check(fn, "noise", o.noise, "nonneg", 0)
-  local temperature = util.check(fn, "temperature", o.temperature, "nonneg", nil)
+  local temperature = util.temperature(fn, "temperature", util.check(fn, "temperature", o.temperature, "temperature", nil), o.seq)
   local sampling = parts.mdn or noise > 0 or temperature ~= nil
   local mode = util.choice(fn, "mode", o.mode, { "deterministic", "sample" }, sampling and "sample" or "deterministic")
   if mode == "deterministic" and (noise > 0 or temperature ~= nil) then

@@ -351,6 +351,15 @@ dance.load_sequence = util.public(function(path, opts)
   local model = build_model(info.model_options)
   dd.nn.load(file, model)
   model:eval()
-  model.look_back, model.latent = info.look_back, info.model_options.latent
+  model.look_back, model.latent, model.dir = info.look_back, info.model_options.latent, dir
+  -- the sampling temperature dd.dance.calibrate_temperature chose, if it ran
+  local text = util.read_file(dir .. "/temperature.json")
+  if text then
+    local ok, cal = pcall(dd.json.decode, text)
+    if not (ok and type(cal) == "table" and type(cal.temperature) == "number" and cal.temperature >= 0) then
+      error(("%s: %s/temperature.json is not a calibration (expected an object with a number 'temperature' >= 0)"):format(fn, dir), 0)
+    end
+    model.temperature = cal.temperature
+  end
   return model, info
 end)

@@ -39,6 +39,10 @@ local KINDS = {
   string = { "a non-empty string", function(v) return type(v) == "string" and v ~= "" end },
   boolean = { "a boolean", function(v) return type(v) == "boolean" end },
   tensor = { "a Tensor", util.is_tensor },
+  -- a sampling temperature, or 'auto': the one dd.dance.calibrate_temperature
+  -- chose for the model (util.temperature turns it into the number)
+  temperature = { "a number >= 0 or 'auto'",
+                  function(v) return v == "auto" or (type(v) == "number" and v >= 0 and v < math.huge) end },
 }
 
 function util.check(fn, name, v, kind, default)
@@ -46,6 +50,16 @@ function util.check(fn, name, v, kind, default)
   local k = KINDS[kind] or error("util.check: unknown kind " .. tostring(kind))
   if not k[2](v) then error(("%s: option '%s' must be %s, got %s"):format(fn, name, k[1], util.describe(v)), 0) end
   return v
+end
+
+-- The number a checked temperature option stands for with the sequence model
+-- seq (dd.dance.load_sequence): 'auto' is its calibrated temperature.
+function util.temperature(fn, name, v, seq)
+  if v ~= "auto" then return v end
+  if type(seq) == "table" and seq.temperature then return seq.temperature end
+  local where = type(seq) == "table" and seq.dir and (seq.dir .. "/temperature.json") or "temperature.json in its run directory"
+  error(("%s: option '%s' is 'auto' but the sequence model has no calibrated temperature (%s is missing: "
+    .. "experiments/calibrate.lua or dd.dance.calibrate_temperature writes it)"):format(fn, name, where), 0)
 end
 
 function util.choice(fn, name, v, choices, default)
