@@ -504,6 +504,23 @@ describe("matmul", function()
     for p = 1, 3 do assert_matmul(c3[p], x3[p]:totable(), w:totable(), "permuted batch " .. p) end
   end)
 
+  -- one row or one column goes to sgemv (tensor_math.c, blas_sgemm): every
+  -- layout of both operands, with strides that must reach it as increments
+  it("one row or one column, plain, transposed and strided (the matrix-vector path)", function()
+    dd.manual_seed(SEED)
+    local function layouts(r, c) -- (r, c) operands: contiguous, transposed storage, a strided slice of each
+      return { dd.randn(r, c), dd.randn(c, r):t(), dd.randn(r, c + 3):narrow(2, 2, c), dd.randn(c, r + 2):narrow(2, 2, r):t() }
+    end
+    for _, s in ipairs{ { 1, 9, 7 }, { 7, 9, 1 }, { 1, 9, 1 }, { 1, 1, 5 } } do
+      local m, k, n = s[1], s[2], s[3]
+      for i, a in ipairs(layouts(m, k)) do
+        for j, b in ipairs(layouts(k, n)) do
+          assert_matmul(dd.matmul(a, b), a:totable(), b:totable(), ("(%d,%d)x(%d,%d), layouts %d, %d"):format(m, k, k, n, i, j))
+        end
+      end
+    end
+  end)
+
   it("random shapes match a Lua triple loop", function()
     dd.manual_seed(SEED)
     math.randomseed(SEED)
