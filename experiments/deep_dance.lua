@@ -35,8 +35,7 @@ if not o then return end
 -- start at the data's mean and spread; the MDN (10 components) has its
 -- sigmas floored and its training inputs jittered, which keeps its samples on
 -- plausible poses, and its sampling temperature is calibrated on validation
--- runs at 0.6 and 0.7, where it met both bars before (docs/pipeline.md has
--- the measurements).
+-- runs (docs/pipeline.md has the measurements).
 -- paper: the original, layer for layer and setting for setting.
 local PRESETS = {
   demo = {
@@ -46,7 +45,7 @@ local PRESETS = {
            norm = "batch" },
     seq = { epochs = 20, batch_size = 64, split = 0.9, patience = 8, head_init = "data" },
     mdn = { mixtures = 10, min_sigma = 0.2, noise = 0.25 },
-    calibrate = { temperatures = { 0.6, 0.7 } },
+    calibrate = {},
     steps = 1000, video_steps = 200, interpolate = 4, temperature = "auto",
   },
   smoke = {
