@@ -305,23 +305,19 @@ int dd_get_num_threads(void) {
     return threads_now;
 }
 
-/* A product with one row or one column is a matrix-vector product: sgemv
- * reads the matrix once, where OpenBLAS 0.3.21's sgemm first copies (packs)
- * all of it, which for one row costs more than the arithmetic (an LSTM
- * stepping one sequence: 40% of the time in the copy). Not for k == 0, where
- * sgemv would return without applying beta. */
+/* A product with one row is a matrix-vector product: sgemv reads the matrix
+ * once, where OpenBLAS 0.3.21's sgemm first copies (packs) all of it, which
+ * for one row costs more than the arithmetic (an LSTM stepping one sequence:
+ * 40% of its time in the copy). Only one row: with one column and several
+ * rows, sgemv's rows come out with different roundings depending on how many
+ * there are, so a batch split in two would change the numbers. Not for
+ * k == 0, where sgemv would return without applying beta. */
 void blas_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                 const float *b, int ldb, float beta, float *c, int ldc) {
     if (m == 1 && k > 0) { /* c (1, n) = a (1, k) @ op(b) (k, n) */
         int inc_a = trans_a ? lda : 1;
         if (trans_b) cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, alpha, b, ldb, a, inc_a, beta, c, 1);
         else cblas_sgemv(CblasRowMajor, CblasTrans, k, n, alpha, b, ldb, a, inc_a, beta, c, 1);
-        return;
-    }
-    if (n == 1 && k > 0) { /* c (m, 1) = op(a) (m, k) @ b (k, 1) */
-        int inc_b = trans_b ? 1 : ldb;
-        if (trans_a) cblas_sgemv(CblasRowMajor, CblasTrans, k, m, alpha, a, lda, b, inc_b, beta, c, ldc);
-        else cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, alpha, a, lda, b, inc_b, beta, c, ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,

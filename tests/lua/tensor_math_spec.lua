@@ -504,8 +504,9 @@ describe("matmul", function()
     for p = 1, 3 do assert_matmul(c3[p], x3[p]:totable(), w:totable(), "permuted batch " .. p) end
   end)
 
-  -- one row or one column goes to sgemv (tensor_math.c, blas_sgemm): every
-  -- layout of both operands, with strides that must reach it as increments
+  -- one row goes to sgemv (tensor_math.c, blas_sgemm): every layout of both
+  -- operands, with strides that must reach it as increments; one column and
+  -- one of each next to it
   it("one row or one column, plain, transposed and strided (the matrix-vector path)", function()
     dd.manual_seed(SEED)
     local function layouts(r, c) -- (r, c) operands: contiguous, transposed storage, a strided slice of each

@@ -191,6 +191,22 @@ end
 -- A run's models, frames and reference masks
 ---------------------------------------------------------------------------
 
+-- The options run (required), ae and seq: the run's directories.
+local function run_dirs(fn, o)
+  if o.run == nil then error(fn .. ": option 'run' is required (a directory with ae/ and seq/)", 0) end
+  local run = util.check(fn, "run", o.run, "string"):gsub("/+$", "")
+  local ae_dir = util.check(fn, "ae", o.ae, "string", run .. "/ae"):gsub("/+$", "")
+  local seq_dir = util.check(fn, "seq", o.seq, "string", run .. "/seq"):gsub("/+$", "")
+  return run, ae_dir, seq_dir
+end
+
+-- The option seed: any integer, 1 by default.
+local function seed_option(fn, o)
+  local seed = o.seed == nil and 1 or o.seed
+  if math.type(seed) ~= "integer" then error(("%s: option 'seed' must be an integer, got %s"):format(fn, util.describe(o.seed)), 0) end
+  return seed
+end
+
 -- The autoencoder (and its autoencoder.json), the sequence model when seq_dir
 -- has one (has_seq, seq, info), the frame cache (data, fs) and the latents of
 -- every frame (train_sequence's cache in seq_dir is reused when it matches).
@@ -571,10 +587,7 @@ end
 dance.evaluate = util.public(function(opts)
   local fn = "dd.dance.evaluate"
   local o = util.options(fn, opts, EVAL_OPTIONS)
-  if o.run == nil then error(fn .. ": option 'run' is required (a directory with ae/ and seq/)", 0) end
-  local run = util.check(fn, "run", o.run, "string"):gsub("/+$", "")
-  local ae_dir = util.check(fn, "ae", o.ae, "string", run .. "/ae"):gsub("/+$", "")
-  local seq_dir = util.check(fn, "seq", o.seq, "string", run .. "/seq"):gsub("/+$", "")
+  local run, ae_dir, seq_dir = run_dirs(fn, o)
   local cfg = {
     steps = util.check(fn, "steps", o.steps, "integer", 1000),
     window = util.choice(fn, "window", o.window, { "sliding", "stateful" }, "sliding"),
@@ -591,8 +604,7 @@ dance.evaluate = util.public(function(opts)
   }
   util.check(fn, "temperature", o.temperature, "temperature", nil)
   util.check(fn, "noise", o.noise, "nonneg", nil)
-  cfg.seed = o.seed == nil and 1 or o.seed
-  if math.type(cfg.seed) ~= "integer" then error(("%s: option 'seed' must be an integer, got %s"):format(fn, util.describe(o.seed)), 0) end
+  cfg.seed = seed_option(fn, o)
   local out_dir = util.check(fn, "out", o.out, "string", run):gsub("/+$", "")
   cfg.eval_dir = out_dir .. "/eval"
   local t_start = dd.clock()
@@ -724,10 +736,7 @@ local CRITERION = "the temperature with the largest margin: for each, the smalle
 dance.calibrate_temperature = util.public(function(opts)
   local fn = "dd.dance.calibrate_temperature"
   local o = util.options(fn, opts, CALIBRATE_OPTIONS)
-  if o.run == nil then error(fn .. ": option 'run' is required (a directory with ae/ and seq/)", 0) end
-  local run = util.check(fn, "run", o.run, "string"):gsub("/+$", "")
-  local ae_dir = util.check(fn, "ae", o.ae, "string", run .. "/ae"):gsub("/+$", "")
-  local seq_dir = util.check(fn, "seq", o.seq, "string", run .. "/seq"):gsub("/+$", "")
+  local run, ae_dir, seq_dir = run_dirs(fn, o)
   local temps = o.temperatures or { 0.5, 0.6, 0.7, 0.8, 0.9 }
   if type(temps) ~= "table" or #temps == 0 then
     error(("%s: option 'temperatures' must be a non-empty list of numbers >= 0, got %s"):format(fn, util.describe(temps)), 0)
@@ -750,8 +759,7 @@ dance.calibrate_temperature = util.public(function(opts)
   if cfg.max_motion <= cfg.min_motion then
     error(("%s: option 'max_motion' (%g) must be above 'min_motion' (%g)"):format(fn, cfg.max_motion, cfg.min_motion), 0)
   end
-  cfg.seed = o.seed == nil and 1 or o.seed
-  if math.type(cfg.seed) ~= "integer" then error(("%s: option 'seed' must be an integer, got %s"):format(fn, util.describe(o.seed)), 0) end
+  cfg.seed = seed_option(fn, o)
 
   local r = open_run(fn, o, cfg, ae_dir, seq_dir)
   if not r.has_seq then error(("%s: no sequence model in %s"):format(fn, seq_dir), 0) end
