@@ -16,10 +16,8 @@ static const LayerOption dropout_options[] = {{"p", OPT_NUMBER, "0.5", 1}, {NULL
 
 void dropout_forward(float *y, float *mask, const float *x, int64_t n, float p) {
     float keep = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < n; i++) {
-        mask[i] = rng_uniform(&rng_global) < p ? 0.0f : keep;
-        y[i] = x[i] * mask[i];
-    }
+    rng_dropout_mask(&rng_global, mask, n, p, keep);
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * mask[i];
 }
 
 void dropout_backward(float *dx, const float *dy, const float *mask, int64_t n) {

@@ -439,7 +439,7 @@ static int lstm_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
                     int64_t b0, b1;
                     block_rows(&b0, &b1, &r, p);
                     float *mask = c->saved[k].mask.data + (T * b0 + t * (b1 - b0)) * H;
-                    for (int64_t i = 0; i < (b1 - b0) * H; i++) mask[i] = rng_uniform(&rng_global) < c->dropout ? 0.0f : keep;
+                    rng_dropout_mask(&rng_global, mask, (b1 - b0) * H, c->dropout, keep);
                 }
     }
     blocks_run(&r, lstm_forward_block);

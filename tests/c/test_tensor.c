@@ -1274,6 +1274,29 @@ static void test_rng_normal_moments(void **state) {
     assert_true(beyond3 > 0.0027 * n * 0.8 && beyond3 < 0.0027 * n * 1.2); /* tails */
 }
 
+/* The dropout mask makes the decisions of rng_uniform(r) < p, draw for draw. */
+static void test_rng_dropout_mask(void **state) {
+    const double ps[] = {0, 0x1p-53, 1e-3, (double)0.2f, 0.25, 0.5, (double)0.7f, 1 - 0x1p-53, 1};
+    enum { N = 200000 };
+    static float mask[N];
+    for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
+        Rng a, b;
+        rng_seed(&a, test_seed + k);
+        rng_seed(&b, test_seed + k);
+        rng_dropout_mask(&a, mask, N, ps[k], 2.5f);
+        int64_t dropped = 0;
+        for (int64_t i = 0; i < N; i++) {
+            float want = rng_uniform(&b) < ps[k] ? 0.0f : 2.5f;
+            if (mask[i] != want) fail_msg("p = %.17g, draw %lld: mask %g, rng_uniform says %g", ps[k], (long long)i, mask[i], want);
+            dropped += mask[i] == 0;
+        }
+        assert_true(a.s[0] == b.s[0] && a.s[3] == b.s[3]); /* N draws each */
+        if (ps[k] == 0) assert_int_equal(dropped, 0);
+        if (ps[k] == 1) assert_int_equal(dropped, N);
+        if (ps[k] == 0.5 && (dropped < N / 2 - 2000 || dropped > N / 2 + 2000)) fail_msg("p = 0.5 dropped %lld of %d", (long long)dropped, N);
+    }
+}
+
 static void test_rng_below_unbiased(void **state) {
     Rng r;
     rng_seed(&r, test_seed);
@@ -1361,6 +1384,7 @@ int main(void) {
         cmocka_unit_test(test_rng_uniform_range_and_moments),
         cmocka_unit_test(test_rng_normal_moments),
         cmocka_unit_test(test_rng_below_unbiased),
+        cmocka_unit_test(test_rng_dropout_mask),
         cmocka_unit_test(test_num_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
