@@ -200,6 +200,20 @@ local function run_dirs(fn, o)
   return run, ae_dir, seq_dir
 end
 
+-- The options of generation runs and their measures, shared by evaluate and
+-- calibrate_temperature; name prefixes the lines written to output.
+local function generation_cfg(fn, o, name)
+  return {
+    steps = util.check(fn, "steps", o.steps, "integer", 1000),
+    window = util.choice(fn, "window", o.window, { "sliding", "stateful" }, "sliding"),
+    references = util.check(fn, "references", o.references, "integer", 1000),
+    plausible_iou = util.check(fn, "plausible_iou", o.plausible_iou, "fraction", 0.7),
+    motion_steps = util.check(fn, "motion_steps", o.motion_steps, "integer", 200),
+    batch_size = util.check(fn, "batch_size", o.batch_size, "integer", 64),
+    output = o.output == nil and io.stdout or o.output, name = name,
+  }
+end
+
 -- The option seed: any integer, 1 by default.
 local function seed_option(fn, o)
   local seed = o.seed == nil and 1 or o.seed
@@ -588,20 +602,12 @@ dance.evaluate = util.public(function(opts)
   local fn = "dd.dance.evaluate"
   local o = util.options(fn, opts, EVAL_OPTIONS)
   local run, ae_dir, seq_dir = run_dirs(fn, o)
-  local cfg = {
-    steps = util.check(fn, "steps", o.steps, "integer", 1000),
-    window = util.choice(fn, "window", o.window, { "sliding", "stateful" }, "sliding"),
-    references = util.check(fn, "references", o.references, "integer", 1000),
-    plausible_iou = util.check(fn, "plausible_iou", o.plausible_iou, "fraction", 0.7),
-    motion_steps = util.check(fn, "motion_steps", o.motion_steps, "integer", 200),
-    max_windows = util.check(fn, "max_windows", o.max_windows, "integer", 2000),
-    max_heldout = util.check(fn, "max_heldout", o.max_heldout, "integer", 2000),
-    batch_size = util.check(fn, "batch_size", o.batch_size, "integer", 64),
-    images = util.check(fn, "images", o.images, "boolean", true),
-    video = util.check(fn, "video", o.video, "boolean", false),
-    frozen_below = util.check(fn, "frozen_below", o.frozen_below, "nonneg", 0.1),
-    output = o.output == nil and io.stdout or o.output, name = "evaluate",
-  }
+  local cfg = generation_cfg(fn, o, "evaluate")
+  cfg.max_windows = util.check(fn, "max_windows", o.max_windows, "integer", 2000)
+  cfg.max_heldout = util.check(fn, "max_heldout", o.max_heldout, "integer", 2000)
+  cfg.images = util.check(fn, "images", o.images, "boolean", true)
+  cfg.video = util.check(fn, "video", o.video, "boolean", false)
+  cfg.frozen_below = util.check(fn, "frozen_below", o.frozen_below, "nonneg", 0.1)
   util.check(fn, "temperature", o.temperature, "temperature", nil)
   util.check(fn, "noise", o.noise, "nonneg", nil)
   cfg.seed = seed_option(fn, o)
@@ -742,19 +748,11 @@ dance.calibrate_temperature = util.public(function(opts)
     error(("%s: option 'temperatures' must be a non-empty list of numbers >= 0, got %s"):format(fn, util.describe(temps)), 0)
   end
   for i, t in ipairs(temps) do util.check(fn, ("temperatures[%d]"):format(i), t, "nonneg") end
-  local cfg = {
-    steps = util.check(fn, "steps", o.steps, "integer", 1000),
-    min_plausibility = util.check(fn, "min_plausibility", o.min_plausibility, "fraction", 0.8),
-    min_motion = util.check(fn, "min_motion", o.min_motion, "nonneg", 0.5),
-    max_motion = util.check(fn, "max_motion", o.max_motion, "positive", 1.5),
-    window = util.choice(fn, "window", o.window, { "sliding", "stateful" }, "sliding"),
-    references = util.check(fn, "references", o.references, "integer", 1000),
-    plausible_iou = util.check(fn, "plausible_iou", o.plausible_iou, "fraction", 0.7),
-    motion_steps = util.check(fn, "motion_steps", o.motion_steps, "integer", 200),
-    batch_size = util.check(fn, "batch_size", o.batch_size, "integer", 64),
-    images = false, video = false,
-    output = o.output == nil and io.stdout or o.output, name = "calibrate",
-  }
+  local cfg = generation_cfg(fn, o, "calibrate")
+  cfg.min_plausibility = util.check(fn, "min_plausibility", o.min_plausibility, "fraction", 0.8)
+  cfg.min_motion = util.check(fn, "min_motion", o.min_motion, "nonneg", 0.5)
+  cfg.max_motion = util.check(fn, "max_motion", o.max_motion, "positive", 1.5)
+  cfg.images, cfg.video = false, false
   if cfg.steps < 2 then error(("%s: option 'steps' must be at least 2 (motion needs a pair of frames), got %d"):format(fn, cfg.steps), 0) end
   if cfg.max_motion <= cfg.min_motion then
     error(("%s: option 'max_motion' (%g) must be above 'min_motion' (%g)"):format(fn, cfg.max_motion, cfg.min_motion), 0)
