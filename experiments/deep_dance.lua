@@ -164,15 +164,12 @@ for _, s in ipairs(seqs) do
   if s.name == "mdn" then so.mixtures, so.min_sigma, so.noise = P.mdn.mixtures, P.mdn.min_sigma, P.mdn.noise end
   local calls = { { fn = "train_sequence", opts = so } }
   -- the MDN's sampling temperature, chosen on validation runs right after
-  -- training (dd.dance.calibrate_temperature); kept from an earlier run
+  -- training (dd.dance.calibrate_temperature); an earlier run's is reused
+  -- when it was made for the same checkpoint with the same settings
   if s.name == "mdn" and P.temperature == "auto" then
-    if exists(s.dir .. "/temperature.json") then
-      print("reusing " .. s.dir .. "/temperature.json")
-    else
-      local co = { run = out, ae = out .. "/ae", seq = s.dir, data = frames, seed = o.seed }
-      for k, v in pairs(P.calibrate or {}) do co[k] = v end
-      calls[2] = { fn = "calibrate_temperature", opts = co }
-    end
+    local co = { run = out, ae = out .. "/ae", seq = s.dir, data = frames, seed = o.seed, reuse = true }
+    for k, v in pairs(P.calibrate or {}) do co[k] = v end
+    calls[2] = { fn = "calibrate_temperature", opts = co }
   end
   jobs[#jobs + 1] = { name = "sequence model " .. s.name, calls = calls, log = s.dir .. "/train.log" }
 end

@@ -39,7 +39,8 @@ double rng_uniform(Rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
  * and for an integer on the left, < ceil(p * 2^53): the same decisions as the
  * double comparison, without the conversion; the loop keeps rng_next inlined. */
 void rng_dropout_mask(Rng *r, float *mask, int64_t n, double p, float keep) {
-    const uint64_t below = p <= 0 ? 0 : p >= 1 ? (uint64_t)1 << 53 : (uint64_t)ceil(p * 0x1.0p53);
+    /* !(p > 0) also takes NaN, which rng_uniform(r) < p never drops on */
+    const uint64_t below = !(p > 0) ? 0 : p >= 1 ? (uint64_t)1 << 53 : (uint64_t)ceil(p * 0x1.0p53);
     for (int64_t i = 0; i < n; i++) mask[i] = (rng_next(r) >> 11) < below ? 0.0f : keep;
 }
 

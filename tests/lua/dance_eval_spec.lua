@@ -630,6 +630,19 @@ describe("dd.dance.evaluate", function()
     end
     assert.equal(best.temperature, saved.temperature)
     assert.equal(best.margin >= 0, saved.inside)
+    -- reuse=true: the same checkpoint and settings take the saved calibration, other settings make a new one
+    local args = { run = dir .. "/run", seq = seq_dir, data = data, temperatures = { 1.5, 0.2, 0.8 }, steps = 12,
+      references = 10, motion_steps = 5, min_plausibility = bars.min_plausibility, min_motion = bars.min_motion,
+      max_motion = bars.max_motion, reuse = true }
+    local lines = {}
+    args.output = { write = function(_, text) lines[#lines + 1] = text end }
+    local again = dd.dance.calibrate_temperature(args)
+    assert.equal(saved.created, again.created)
+    assert_contains(table.concat(lines), "calibrate: reusing " .. seq_dir .. "/temperature.json")
+    args.temperatures, args.output = { 0.2, 0.8 }, false
+    assert.equal(2, #dd.dance.calibrate_temperature(args).candidates)
+    args.temperatures = { 1.5, 0.2, 0.8 }
+    assert.equal(3, #dd.dance.calibrate_temperature(args).candidates)
     -- the model carries it from now on
     seq = dd.dance.load_sequence(seq_dir)
     assert.equal(saved.temperature, seq.temperature)

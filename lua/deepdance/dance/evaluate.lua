@@ -719,7 +719,7 @@ end)
 ---------------------------------------------------------------------------
 
 local CALIBRATE_OPTIONS = { "run", "ae", "seq", "data", "temperatures", "steps", "min_plausibility", "min_motion",
-  "max_motion", "plausible_iou", "references", "motion_steps", "window", "batch_size", "seed", "output" }
+  "max_motion", "plausible_iou", "references", "motion_steps", "window", "batch_size", "seed", "reuse", "output" }
 
 -- How the temperature is chosen, for the record.
 local CRITERION = "the temperature with the largest margin: for each, the smallest of plausibility - min_plausibility, "
@@ -727,7 +727,7 @@ local CRITERION = "the temperature with the largest margin: for each, the smalle
 
 --- calibrate_temperature{run=DIR, seq=DIR/seq, ae=DIR/ae, data=, temperatures={0.5, 0.6, 0.7, 0.8, 0.9},
 --   steps=1000, min_plausibility=0.8, min_motion=0.5, max_motion=1.5, plausible_iou=0.7, references=1000,
---   motion_steps=200, window='sliding', batch_size=64, seed=1, output=io.stdout} -> calibration
+--   motion_steps=200, window='sliding', batch_size=64, seed=1, reuse=false, output=io.stdout} -> calibration
 -- Picks an MDN's sampling temperature the way a learning rate is picked: on
 -- validation runs, not on the ones evaluate reports. For every temperature it
 -- generates `steps` frames from a random window (a random stream of its own)
@@ -738,7 +738,9 @@ local CRITERION = "the temperature with the largest margin: for each, the smalle
 -- mislead: a sampler slows down over a long run, so 250 steps overstate its
 -- motion. Writes SEQ/temperature.json (atomically); dd.dance.load_sequence
 -- reads it as model.temperature, and temperature='auto' (generate, evaluate,
--- the experiment scripts) uses it.
+-- the experiment scripts) uses it. reuse=true returns the calibration already
+-- in SEQ/temperature.json when it was made for the same checkpoint (path,
+-- size, epoch) with the same settings, without generating anything.
 dance.calibrate_temperature = util.public(function(opts)
   local fn = "dd.dance.calibrate_temperature"
   local o = util.options(fn, opts, CALIBRATE_OPTIONS)
@@ -758,9 +760,28 @@ dance.calibrate_temperature = util.public(function(opts)
     error(("%s: option 'max_motion' (%g) must be above 'min_motion' (%g)"):format(fn, cfg.max_motion, cfg.min_motion), 0)
   end
   cfg.seed = seed_option(fn, o)
+  local reuse = util.check(fn, "reuse", o.reuse, "boolean", false)
+
+  -- what the calibration is of, and with what: a saved one with both equal is reused
+  if not (util.exists(seq_dir .. "/best.safetensors") or util.exists(seq_dir .. "/last.safetensors")) then
+    error(("%s: no sequence model in %s"):format(fn, seq_dir), 0)
+  end
+  local seq, info = dance.load_sequence(seq_dir)
+  local of = { checkpoint = seq.checkpoint, bytes = util.file_size(seq.checkpoint), epoch = info.epoch }
+  local settings = { temperatures = temps, steps = cfg.steps, min_plausibility = cfg.min_plausibility,
+    min_motion = cfg.min_motion, max_motion = cfg.max_motion, plausible_iou = cfg.plausible_iou,
+    references = cfg.references, motion_steps = cfg.motion_steps, window = cfg.window, seed = cfg.seed }
+  local path = seq_dir .. "/temperature.json"
+  if reuse and util.exists(path) then
+    local ok, saved = pcall(dd.json.decode, util.read_file(path) or "")
+    if ok and type(saved) == "table" and util.canonical(saved.of) == util.canonical(of)
+        and util.canonical(saved.settings) == util.canonical(settings) then
+      say(cfg, ("calibrate: reusing %s (temperature %g)"):format(path, saved.temperature))
+      return saved
+    end
+  end
 
   local r = open_run(fn, o, cfg, ae_dir, seq_dir)
-  if not r.has_seq then error(("%s: no sequence model in %s"):format(fn, seq_dir), 0) end
   if not r.seq.mdn then
     error(("%s: %s is a '%s' model; a temperature is for a model with an MDN head (variant 'mdn')"):format(fn, seq_dir,
       tostring(r.seq.variant)), 0)
@@ -794,9 +815,9 @@ dance.calibrate_temperature = util.public(function(opts)
     min_plausibility = cfg.min_plausibility, min_motion = cfg.min_motion, max_motion = cfg.max_motion,
     steps = cfg.steps, motion_steps = cfg.motion_steps, plausible_iou = cfg.plausible_iou, window = cfg.window,
     seed = cfg.seed, real_motion = real, seeds = seeds, candidates = candidates, seconds = dd.clock() - t0,
-    created = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+    created = os.date("!%Y-%m-%dT%H:%M:%SZ"), of = of, settings = settings,
   }
-  util.write_file(fn, seq_dir .. "/temperature.json", dd.json.encode(calibration, { indent = true }))
+  util.write_file(fn, path, dd.json.encode(calibration, { indent = true }))
   r.seq.temperature = chosen.temperature
   say(cfg, ("calibrate: temperature %g, margin %.3f%s; wrote %s/temperature.json (%.1f s)"):format(chosen.temperature,
     chosen.margin, chosen.margin >= 0 and "" or " (no temperature kept every run inside the bars)", seq_dir,

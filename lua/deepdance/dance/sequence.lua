@@ -351,7 +351,7 @@ dance.load_sequence = util.public(function(path, opts)
   local model = build_model(info.model_options)
   dd.nn.load(file, model)
   model:eval()
-  model.look_back, model.latent, model.dir = info.look_back, info.model_options.latent, dir
+  model.look_back, model.latent, model.dir, model.checkpoint = info.look_back, info.model_options.latent, dir, file
   -- the sampling temperature dd.dance.calibrate_temperature chose, if it ran
   local text = util.read_file(dir .. "/temperature.json")
   if text then
