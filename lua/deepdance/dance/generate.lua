@@ -16,7 +16,8 @@
 --                        they differ (the model was trained on windows of L).
 -- Modes: 'deterministic' feeds back the output itself (mdn: the mean of the
 -- most probable component, T = 0); 'sample' draws from the mixture at
--- `temperature` (mdn only, default 1) and adds Gaussian noise of std `noise`
+-- `temperature` (mdn only, default 1; 'auto': the one dd.dance.calibrate_temperature
+-- chose for the model, seq.temperature) and adds Gaussian noise of std `noise`
 -- (any variant). The default is 'sample' for an mdn model or when noise or
 -- temperature is given, else 'deterministic' (the paper's loop). Every draw
 -- comes from dd's generator: dd.manual_seed(s) before generate repeats a dance.
