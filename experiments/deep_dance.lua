@@ -75,7 +75,9 @@ local function sh(cmd)
   if not ok then error(("deep_dance: step failed (%s %s): %s"):format(why, tostring(code), cmd), 0) end
 end
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-local deepdance = q(dd.home .. "/deepdance")
+-- this very binary, for the steps run as commands and the side-by-side jobs
+local exe = dd.process.executable()
+local deepdance = q(exe)
 sh("mkdir -p " .. q(out .. "/data"))
 
 -- Runs each job's calls (dd.dance.<fn>(opts), in order) for every job at once,
@@ -86,7 +88,6 @@ sh("mkdir -p " .. q(out .. "/data"))
 -- jobs at once still beat two two-thread jobs one after the other. Each job
 -- seeds itself, so the results do not depend on which finishes first. If
 -- one fails (or on Ctrl-C) the others are stopped and the error names its log.
-local exe = dd.process.executable and dd.process.executable() or (dd.home .. "/deepdance")
 local function run_side_by_side(jobs)
   local pids, job_of = {}, {}
   for _, j in ipairs(jobs) do

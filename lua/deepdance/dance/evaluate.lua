@@ -222,12 +222,17 @@ local function seed_option(fn, o)
 end
 
 -- The autoencoder (and its autoencoder.json), the sequence model when seq_dir
--- has one (has_seq, seq, info), the frame cache (data, fs) and the latents of
--- every frame (train_sequence's cache in seq_dir is reused when it matches).
-local function open_run(fn, o, cfg, ae_dir, seq_dir)
+-- has one (has_seq, seq, info; or the seq, info given, already loaded from
+-- it), the frame cache (data, fs) and the latents of every frame
+-- (train_sequence's cache in seq_dir is reused when it matches).
+local function open_run(fn, o, cfg, ae_dir, seq_dir, seq, info)
   local r = { ae = dance.load_autoencoder(ae_dir), ae_config = read_json(ae_dir .. "/autoencoder.json") or {} }
-  r.has_seq = util.exists(seq_dir .. "/best.safetensors") or util.exists(seq_dir .. "/last.safetensors")
-  if r.has_seq then r.seq, r.info = dance.load_sequence(seq_dir) end
+  if seq then
+    r.has_seq, r.seq, r.info = true, seq, info
+  else
+    r.has_seq = util.exists(seq_dir .. "/best.safetensors") or util.exists(seq_dir .. "/last.safetensors")
+    if r.has_seq then r.seq, r.info = dance.load_sequence(seq_dir) end
+  end
   local data = o.data or (r.info and r.info.data) or r.ae_config.data
   if data == nil then error(fn .. ": option 'data' is required (the frame cache the run was trained on)", 0) end
   r.data = util.check(fn, "data", data, "string")
@@ -781,7 +786,7 @@ dance.calibrate_temperature = util.public(function(opts)
     end
   end
 
-  local r = open_run(fn, o, cfg, ae_dir, seq_dir)
+  local r = open_run(fn, o, cfg, ae_dir, seq_dir, seq, info)
   if not r.seq.mdn then
     error(("%s: %s is a '%s' model; a temperature is for a model with an MDN head (variant 'mdn')"):format(fn, seq_dir,
       tostring(r.seq.variant)), 0)
@@ -812,13 +817,10 @@ dance.calibrate_temperature = util.public(function(opts)
   end
   local calibration = {
     temperature = chosen.temperature, margin = chosen.margin, inside = chosen.margin >= 0, criterion = CRITERION,
-    min_plausibility = cfg.min_plausibility, min_motion = cfg.min_motion, max_motion = cfg.max_motion,
-    steps = cfg.steps, motion_steps = cfg.motion_steps, plausible_iou = cfg.plausible_iou, window = cfg.window,
-    seed = cfg.seed, real_motion = real, seeds = seeds, candidates = candidates, seconds = dd.clock() - t0,
-    created = os.date("!%Y-%m-%dT%H:%M:%SZ"), of = of, settings = settings,
+    settings = settings, of = of, real_motion = real, seeds = seeds, candidates = candidates,
+    seconds = dd.clock() - t0, created = os.date("!%Y-%m-%dT%H:%M:%SZ"),
   }
   util.write_file(fn, path, dd.json.encode(calibration, { indent = true }))
-  r.seq.temperature = chosen.temperature
   say(cfg, ("calibrate: temperature %g, margin %.3f%s; wrote %s/temperature.json (%.1f s)"):format(chosen.temperature,
     chosen.margin, chosen.margin >= 0 and "" or " (no temperature kept every run inside the bars)", seq_dir,
     calibration.seconds))
