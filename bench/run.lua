@@ -1,7 +1,7 @@
 -- bench/run.lua: `make bench`. Each row is measured side by side with its peer
 -- in the same run; prints a table and writes bench/results.json.
 --   deepdance bench/run.lua [--quick] [--only ROW] [--json PATH]
--- ROW: matmul, ingest, ae_train32, ae_train128, seq_train128, decoder64,
+-- ROW: matmul, conv, ingest, ae_train32, ae_train128, seq_train128, decoder64,
 -- generate, memory (the autoencoder's batch-32 training peak memory).
 -- A full run writes bench/results.json; --quick (a smoke, under 2 minutes)
 -- and --only write build/bench/results-partial.json so the record is kept
@@ -215,6 +215,25 @@ child.seq_train128 = function(reps)
   return { seconds = train_seconds(seq, x, y, reps), items = 128, params = seq:num_parameters(),
            flops = 3 * 2 * 128 * forward_macs(seq, { 1, 10, 128 }) }
 end
+
+-- One Conv2d 32->32 3x3 'same' + ReLU at 120x200 (the autoencoder's
+-- full-size layer), forward and backward with the input gradient on 8 images:
+-- the direct kernels (src/conv_direct.c), or im2col + GEMM.
+local function conv_pass(direct)
+  return function(reps)
+    dd.set_conv_direct(direct)
+    dd.manual_seed(1)
+    local m = dd.nn.Conv2d{ 32, 32, activation = "relu" }
+    local x, dy = dd.rand(8, 32, 120, 200), dd.randn(8, 32, 120, 200)
+    local t = best_of(reps, function()
+      m:zero_grad()
+      m:forward(x)
+      m:backward(x, dy)
+    end)
+    return { seconds = t, items = 8, flops = 3 * 2 * 8 * (32 * 32 * 9) * (120 * 200) }
+  end
+end
+child.conv_direct, child.conv_gemm = conv_pass(true), conv_pass(false)
 
 child.decoder64 = function(reps)
   local ae = autoencoder()
@@ -488,6 +507,31 @@ benches.matmul = function()
         peak_rss_mb = ours.peak_rss_mb }
 end
 
+-- The direct convolution kernels against our own im2col + GEMM path
+-- (dd.set_conv_direct(false)) on the autoencoder's full-size layer: both are
+-- children of ours, alternating; the "peer" column is the GEMM path.
+benches.conv = function()
+  io.stderr:write("bench: conv\n")
+  local reps = opts.quick and 1 or 5
+  local direct, gemm
+  for round = 1, opts.quick and 1 or 3 do
+    local function d()
+      local r = run_ours("conv_direct", reps)
+      if not direct or r.seconds < direct.seconds then direct = r end
+    end
+    local function g()
+      local r = run_ours("conv_gemm", reps)
+      if not gemm or r.seconds < gemm.seconds then gemm = r end
+    end
+    if round % 2 == 1 then d(); g() else g(); d() end
+  end
+  add { id = "conv", name = "Conv2d 32->32 3x3 120x200 b8, direct vs im2col", unit = "images/s",
+        value = direct.items / direct.seconds, peer = gemm.items / gemm.seconds, ratio = gemm.seconds / direct.seconds,
+        gflops = direct.flops / direct.seconds * 1e-9, peer_gflops = gemm.flops / gemm.seconds * 1e-9,
+        peak_rss_mb = direct.peak_rss_mb, peer_peak_rss_mb = gemm.peak_rss_mb,
+        peer_setting = "ours with dd.set_conv_direct(false): im2col + OpenBLAS sgemm" }
+end
+
 -- Ingest (experiments/ingest.lua in a child of ours) against
 -- `ffmpeg -i clip -vf fps=3,scale=200:120 -f rawvideo -y /dev/null`, alternating.
 benches.ingest = function()
@@ -529,7 +573,7 @@ benches.seq_train128 = function() model_row("seq_train128") end
 benches.decoder64 = function() model_row("decoder64") end
 benches.generate = function() model_row("generate") end
 
-local ORDER = { "matmul", "ingest", "ae_train32", "ae_train128", "seq_train128", "decoder64", "generate" }
+local ORDER = { "matmul", "conv", "ingest", "ae_train32", "ae_train128", "seq_train128", "decoder64", "generate" }
 if opts.only and not benches[opts.only] then
   usage_error("unknown row '" .. opts.only .. "' (known: " .. table.concat(ORDER, ", ") .. ", memory)")
 end

@@ -1,5 +1,6 @@
 /* bind_core.c: runtime-wide functions: clock, seeding, threads, RNG state. */
 #include "bind.h"
+#include "conv_direct.h"
 #include "rng.h"
 #include "tensor_math.h"
 
@@ -114,10 +115,27 @@ static int l_get_num_threads(lua_State *L) {
     return 1;
 }
 
+/* dd.set_conv_direct(on): whether stride-1 convolutions take the direct
+ * kernels (src/conv_direct.h) where they apply, or always im2col + GEMM;
+ * for comparing the two (tests, make bench). Returns the previous setting. */
+static int l_set_conv_direct(lua_State *L) {
+    if (lua_type(L, 1) != LUA_TBOOLEAN)
+        return dd_error(L, "set_conv_direct: on must be a boolean, got %s", larg_describe(L, 1));
+    lua_pushboolean(L, conv_direct_enabled());
+    conv_direct_set_enabled(lua_toboolean(L, 1));
+    return 1;
+}
+
+static int l_get_conv_direct(lua_State *L) {
+    lua_pushboolean(L, conv_direct_enabled());
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
     {"clock", l_clock}, {"manual_seed", l_manual_seed}, {"rng_state", l_rng_state},
     {"set_rng_state", l_set_rng_state}, {"set_num_threads", l_set_num_threads},
-    {"get_num_threads", l_get_num_threads}, {NULL, NULL}};
+    {"get_num_threads", l_get_num_threads}, {"set_conv_direct", l_set_conv_direct},
+    {"get_conv_direct", l_get_conv_direct}, {NULL, NULL}};
 
 void bind_core_open(lua_State *L, int dd) {
     lua_pushvalue(L, dd);

@@ -8,6 +8,7 @@
  * the innermost loops have no bounds tests, divisions or modulos: a memcpy
  * (stride 1) or a strided copy between two zero-filled margins. */
 #include "im2col.h"
+#include "conv_direct.h"
 #include "parallel.h"
 #include "tensor_math.h"
 
@@ -119,9 +120,21 @@ int conv_threads(const ConvShape *s) {
 /* Scratch pieces start on 64-byte lines so two threads never share one. */
 static int64_t round_line(int64_t floats) { return (floats + 15) & ~(int64_t)15; }
 
-static int64_t tile_floats(const ConvShape *s) {
-    return conv_is_pointwise(s) ? 0 : s->c * s->kh * s->kw * conv_tile_rows(s) * s->ow;
+/* The direct kernels' tile: the padded image, then the packed weights. */
+static int64_t direct_tile_floats(const ConvShape *s) {
+    return round_line(conv_direct_pad_floats(s)) + conv_direct_pack_floats(s);
 }
+
+/* Room for an im2col tile, which the paths without a direct kernel use
+ * (Conv2d's input gradient when it is no convolution, ConvTranspose2d's
+ * forward), and for the direct kernels' tile when s has them. */
+static int64_t tile_floats(const ConvShape *s) {
+    int64_t t = conv_is_pointwise(s) ? 0 : s->c * s->kh * s->kw * conv_tile_rows(s) * s->ow;
+    int64_t d = conv_direct_usable(s) ? direct_tile_floats(s) : 0;
+    return t > d ? t : d;
+}
+
+float *conv_direct_weights(float *tile, const ConvShape *s) { return tile + round_line(conv_direct_pad_floats(s)); }
 
 int conv_adjoint_shape(ConvShape *f, const ConvShape *s) {
     if (s->sh != 1 || s->sw != 1 || s->dh != 1 || s->dw != 1 || conv_is_pointwise(s)) return 0;
@@ -206,6 +219,15 @@ const float *conv_band_columns(float *tile, const float *im, const ConvShape *s,
 void conv_images_forward(float *y, const float *x, const float *w, const float *b, Act act, float *tile,
                          const ConvShape *s, int64_t n0, int64_t n1) {
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
+    if (conv_direct_usable(s)) {
+        float *wp = conv_direct_weights(tile, s);
+        conv_direct_pack(wp, w, s);
+        for (int64_t n = n0; n < n1; n++) {
+            conv_direct_pad(tile, x + n * s->c * s->h * s->w, s);
+            conv_direct_forward(y + n * s->k * L, tile, wp, b, act, s);
+        }
+        return;
+    }
     for (int64_t n = n0; n < n1; n++) {
         const float *xn = x + n * s->c * s->h * s->w;
         float *yn = y + n * s->k * L;
@@ -225,6 +247,11 @@ void conv_images_forward(float *y, const float *x, const float *w, const float *
 
 void conv_image_weight_grad(float *dw, const float *dyn, const float *xn, float *tile, const ConvShape *s) {
     const int64_t L = s->oh * s->ow, ckk = s->c * s->kh * s->kw, rows = conv_tile_rows(s);
+    if (conv_direct_usable(s)) {
+        conv_direct_pad(tile, xn, s);
+        conv_direct_weight_grad(dw, dyn, tile, s);
+        return;
+    }
     for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
         int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
         int64_t ldcol;

@@ -117,6 +117,10 @@ void conv_images_forward(float *y, const float *x, const float *w, const float *
                          const ConvShape *s, int64_t n0, int64_t n1);
 /* One image: dw (K, C*KH*KW) += dyn (K, OH*OW) @ im2col(xn)^T. */
 void conv_image_weight_grad(float *dw, const float *dyn, const float *xn, float *tile, const ConvShape *s);
+/* Both of the above take the direct kernels (conv_direct.h) when
+ * conv_direct_usable(s); their tile then holds the padded image and, at
+ * conv_direct_weights(tile, s), the packed weights. */
+float *conv_direct_weights(float *tile, const ConvShape *s);
 
 /* db[c] += sum of g[c, :] for g (channels, len): bias gradients. */
 void channel_sums_add(float *db, const float *g, int64_t channels, int64_t len);

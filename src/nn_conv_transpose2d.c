@@ -14,6 +14,7 @@
  * workspace, conv_workspace_floats (per thread one band of about 4 MiB and
  * a private dW + db, see im2col.h); nothing is saved between forward and
  * backward. */
+#include "conv_direct.h"
 #include "im2col.h"
 #include "layer.h"
 #include "parallel.h"
@@ -88,6 +89,9 @@ static void conv_transpose2d_backward_task(void *arg, int t, int nt) {
     parallel_split(&n0, &n1, s->n, t, nt);
     float *dw = j->dw, *db = j->db;
     conv_task_grads(&j->sc, t, &dw, &db, s->k * ckk, s->c);
+    const int direct = conv_direct_usable(s);
+    float *wp = direct ? conv_direct_weights(tile, s) : NULL;
+    if (direct && j->dx) conv_direct_pack(wp, j->w, s);
     for (int64_t n = n0; n < n1; n++) {
         const float *dyn = conv_grad_through(&j->sc, t, j->act, j->dy + n * s->c * plane, j->out + n * s->c * plane,
                                              s->c * plane);
@@ -95,6 +99,12 @@ static void conv_transpose2d_backward_task(void *arg, int t, int nt) {
         float *dxn = j->dx ? j->dx + n * s->k * L : NULL;
         if (db) channel_sums_add(db, dyn, s->c, plane);
         if (!dw && !dxn) continue;
+        if (direct) { /* dy padded once serves both, as its columns do below */
+            conv_direct_pad(tile, dyn, s);
+            if (dw) conv_direct_weight_grad(dw, xn, tile, s);
+            if (dxn) conv_direct_forward(dxn, tile, wp, NULL, ACT_LINEAR, s);
+            continue;
+        }
         for (int64_t oy0 = 0; oy0 < s->oh; oy0 += rows) {
             int64_t oy1 = oy0 + rows < s->oh ? oy0 + rows : s->oh, cols = (oy1 - oy0) * s->ow;
             /* one im2col of dy serves both products */

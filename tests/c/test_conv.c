@@ -1,8 +1,10 @@
 /* test_conv.c: Conv2d, ConvTranspose2d, MaxPool2d and Upsample.
  *
  * Three kinds of evidence:
- *  - the fast paths (im2col + GEMM, tiled, pointwise; the 2x2 pooling path)
- *    against the direct loops of the *_ref kernels, over many geometries;
+ *  - the fast paths (im2col + GEMM, tiled, pointwise; the direct stride-1
+ *    kernels of conv_direct.c, and im2col + GEMM with those turned off; the
+ *    2x2 pooling path) against the direct loops of the *_ref kernels, over
+ *    many geometries;
  *    the reference geometry (padding, output size) is computed here from
  *    the TensorFlow / PyTorch rules, independently of the layers' code;
  *  - central finite differences of a weighted-sum loss L = sum(y * r)
@@ -21,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "conv_direct.h"
 #include "im2col.h"
 #include "layer.h"
 #include "rng.h"
@@ -415,6 +418,105 @@ static void test_conv_tiled_bands(void **state) {
     }
 }
 
+/* The direct stride-1 kernels (conv_direct.c) where they apply, and the
+ * im2col + GEMM path on the same shapes with them turned off: every tail of
+ * the forward's 24-column tile and 8-column vector (OW 1..49), kernels 1-7
+ * (the weight gradient's taps go in chunks of 3), one input channel,
+ * 4..12 output channels, asymmetric 'same' padding, 'valid', a kernel
+ * larger than the image, and transposed convolutions (their input gradient
+ * and weight gradient, and their forward as the flipped convolution). */
+static void test_conv_direct_matches_reference(void **state) {
+    (void)state;
+    reseed(9);
+    const ConvCase cases[] = {
+        /* n cin cout h  w  k  s  pad dil op bias */
+        {2, 1, 4, 5, 1, 3, 1, -1, 1, 0, 1},
+        {1, 3, 8, 6, 7, 3, 1, -1, 1, 0, 1},
+        {1, 2, 4, 3, 8, 3, 1, -1, 1, 0, 0},
+        {1, 2, 4, 4, 9, 3, 1, -1, 1, 0, 1},
+        {1, 5, 12, 5, 23, 3, 1, -1, 1, 0, 1},
+        {1, 2, 4, 4, 24, 3, 1, -1, 1, 0, 1},
+        {1, 2, 4, 4, 25, 3, 1, -1, 1, 0, 1},
+        {1, 3, 8, 3, 49, 3, 1, -1, 1, 0, 1},
+        {1, 3, 4, 6, 13, 5, 1, 2, 1, 0, 1},
+        {1, 3, 4, 6, 13, 4, 1, -1, 1, 0, 1},
+        {1, 3, 4, 6, 13, 2, 1, 0, 1, 0, 1},
+        {1, 3, 4, 6, 13, 1, 1, 1, 1, 0, 1},
+        {1, 3, 4, 9, 13, 7, 1, 1, 1, 0, 1},
+        {2, 4, 8, 9, 30, 3, 1, 0, 1, 0, 1},
+        {1, 2, 4, 2, 3, 5, 1, 2, 1, 0, 1},
+        {3, 32, 32, 15, 25, 3, 1, -1, 1, 0, 1}, /* the autoencoder's layers, at 1/8 */
+    };
+    const ConvCase tcases[] = {
+        {1, 8, 8, 6, 13, 3, 1, -1, 1, 0, 1},
+        {2, 4, 4, 5, 30, 3, 1, 1, 1, 0, 1},
+        {1, 4, 8, 5, 9, 3, 1, 0, 1, 0, 1},
+        {1, 8, 1, 12, 20, 3, 1, -1, 1, 0, 1}, /* the decoder's output layer */
+        {1, 4, 4, 5, 9, 5, 1, 1, 1, 0, 0},
+        {2, 32, 32, 15, 25, 3, 1, -1, 1, 0, 1},
+    };
+    ConvShape probe = conv2d_expected(&cases[1]);
+    if (!conv_direct_usable(&probe)) {
+        print_message("# the CPU has no AVX2 + FMA: only the im2col path is tested here\n");
+    }
+    for (int on = 1; on >= 0; on--) {
+        conv_direct_set_enabled(on);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv2d_case(&cases[i]);
+        for (size_t i = 0; i < sizeof tcases / sizeof tcases[0]; i++) convt_case(&tcases[i]);
+    }
+    conv_direct_set_enabled(1);
+    /* the shapes above do take the direct kernels: stride 1 and K % 4 == 0 */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ConvShape s = conv2d_expected(&cases[i]);
+        if (conv_direct_usable(&probe) && !conv_direct_usable(&s)) fail_msg("case %zu does not take the direct path", i);
+    }
+    ConvShape strided = conv2d_expected(&conv_cases[9]), odd = conv2d_expected(&conv_cases[14]);
+    if (conv_direct_usable(&strided) || conv_direct_usable(&odd)) fail_msg("stride 2, or K %% 4 != 0, took the direct path");
+}
+
+/* The autoencoder's 32 -> 32 3x3 layer at full size, 120x200 (the direct
+ * kernels' multi-tile rows and bands of 8 rows), the direct path against
+ * im2col + GEMM: forward, input and weight gradients. */
+static void test_conv_direct_full_size(void **state) {
+    (void)state;
+    reseed(10);
+    const char *opts = "in_channels=32 out_channels=32 kernel_size=3 padding=same activation=relu";
+    TestLayer a, b;
+    layer_make_ok(&a, &conv2d_kind, opts);
+    layer_make_ok(&b, &conv2d_kind, opts);
+    for (int i = 0; i < a.m.nparams; i++)
+        memcpy(param_value(&b, i), param_value(&a, i), (size_t)tensor_numel(a.m.params[i].value) * sizeof(float));
+    fill_uniform(param_value(&a, 1), 32, -0.1f, 0.1f);
+    memcpy(param_value(&b, 1), param_value(&a, 1), 32 * sizeof(float));
+    zero_grads(&a), zero_grads(&b);
+    Tensor x, ya, yb, dy, dxa, dxb;
+    tensor4(&x, 2, 32, 120, 200);
+    fill_uniform(tensor_data(&x), tensor_numel(&x), -1, 1);
+    output_for(&a, &x, &ya);
+    output_for(&b, &x, &yb);
+    conv_direct_set_enabled(1);
+    run_forward(&a, &x, &ya);
+    conv_direct_set_enabled(0);
+    run_forward(&b, &x, &yb);
+    int64_t ny = tensor_numel(&ya);
+    assert_close(tensor_data(&ya), tensor_data(&yb), ny, 1e-5, "forward", "direct vs im2col");
+    tensor4(&dy, 2, 32, 120, 200);
+    fill_uniform(tensor_data(&dy), ny, -1, 1);
+    tensor4(&dxa, 2, 32, 120, 200);
+    tensor4(&dxb, 2, 32, 120, 200);
+    conv_direct_set_enabled(1);
+    run_backward(&a, &x, &ya, &dy, &dxa);
+    conv_direct_set_enabled(0);
+    run_backward(&b, &x, &yb, &dy, &dxb);
+    conv_direct_set_enabled(1);
+    assert_close(tensor_data(&dxa), tensor_data(&dxb), tensor_numel(&x), 1e-5, "dx", "direct vs im2col");
+    assert_close(param_grad(&a, 0), param_grad(&b, 0), 32 * 32 * 9, 1e-5, "dweight", "direct vs im2col");
+    assert_close(param_grad(&a, 1), param_grad(&b, 1), 32, 1e-5, "dbias", "direct vs im2col");
+    tensor_release(&x), tensor_release(&ya), tensor_release(&yb), tensor_release(&dy);
+    tensor_release(&dxa), tensor_release(&dxb);
+    layer_drop(&a), layer_drop(&b);
+}
+
 /* ---- hand-computed cases ----------------------------------------------- */
 
 /* 3x3 image 1..9, all-ones kernels, no bias. */
@@ -624,8 +726,10 @@ static void test_fused_activation_matches_layer_then_activation(void **state) {
     const int64_t img[4] = {2, 8, 70, 150}, small[4] = {3, 4, 7, 9}, rows[3] = {2, 5, 6};
     for (size_t a = 0; a < 4; a++) {
         fused_case(&conv2d_kind, "in_channels=8 out_channels=6 kernel_size=3 padding=same", acts[a], img, 4);
+        fused_case(&conv2d_kind, "in_channels=8 out_channels=8 kernel_size=3 padding=same", acts[a], img, 4); /* direct */
         fused_case(&conv2d_kind, "in_channels=4 out_channels=5 kernel_size=1 padding=0", acts[a], small, 4);
         fused_case(&conv_transpose2d_kind, "in_channels=8 out_channels=6 kernel_size=3 padding=same", acts[a], img, 4);
+        fused_case(&conv_transpose2d_kind, "in_channels=8 out_channels=8 kernel_size=3 padding=same", acts[a], img, 4);
         fused_case(&conv_transpose2d_kind, "in_channels=4 out_channels=3 kernel_size=3 stride=2 padding=1", acts[a],
                    small, 4);
         fused_case(&linear_kind, "in_features=6 out_features=4", acts[a], rows, 3);
@@ -733,6 +837,7 @@ static void test_conv_transpose2d_gradcheck(void **state) {
         {2, 2, 3, 3, 4, 3, 2, 1, 1, 1, 1},
         {1, 2, 2, 4, 3, 3, 1, 0, 2, 1, 1},
         {1, 4, 2, 4, 5, 1, 1, 0, 1, 0, 1},
+        {2, 4, 4, 4, 5, 3, 1, -1, 1, 0, 1}, /* direct kernels both ways */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) gradcheck_conv(&conv_transpose2d_kind, &cases[i]);
 }
@@ -1056,6 +1161,8 @@ int main(void) {
         cmocka_unit_test(test_conv2d_matches_reference),
         cmocka_unit_test(test_conv_transpose2d_matches_reference),
         cmocka_unit_test(test_conv_tiled_bands),
+        cmocka_unit_test(test_conv_direct_matches_reference),
+        cmocka_unit_test(test_conv_direct_full_size),
         cmocka_unit_test(test_conv2d_same_padding_by_hand),
         cmocka_unit_test(test_conv_transpose2d_by_hand),
         cmocka_unit_test(test_conv_transpose_is_adjoint),

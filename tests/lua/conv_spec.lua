@@ -337,3 +337,37 @@ describe("the original autoencoder's convolutional stacks", function()
     assert.are.equal("1x1x120x200", shape_of(x))
   end)
 end)
+
+describe("dd.set_conv_direct", function()
+  it("switches stride-1 convolutions between the direct kernels and im2col + GEMM, same results", function()
+    assert.is_true(dd.get_conv_direct())
+    local function pass(m, x)
+      m:zero_grad()
+      local y = m:forward(x):clone()
+      dd.manual_seed(SEED + 1)
+      local dy = dd.randn(table.unpack(y:shape()))
+      local dx = m:backward(x, dy):clone()
+      return y, dx, m:parameters()[1].grad:clone()
+    end
+    for _, make in ipairs{
+      function() return nn.Conv2d{8, 12, activation = "relu"} end,
+      function() return nn.ConvTranspose2d{8, 8, padding = "same"} end,
+    } do
+      dd.manual_seed(SEED)
+      local m = make()
+      local x = dd.randn(2, 8, 9, 29)
+      local y1, dx1, dw1 = pass(m, x)
+      assert.is_true(dd.set_conv_direct(false)) -- returns the previous setting
+      local ok, y2, dx2, dw2 = pcall(pass, m, x)
+      dd.set_conv_direct(true)
+      assert(ok, y2)
+      assert.is_true(max_abs_diff(y1, y2) < 1e-4)
+      assert.is_true(max_abs_diff(dx1, dx2) < 1e-4)
+      assert.is_true(max_abs_diff(dw1, dw2) < 1e-3)
+      assert.is_true(max_abs_diff(y1, y2) > 0 or max_abs_diff(dw1, dw2) > 0) -- two paths, not one
+    end
+    assert_contains(error_of(dd.set_conv_direct, 1), "set_conv_direct: on must be a boolean, got 1")
+    assert_contains(error_of(dd.set_conv_direct), "got no value")
+    assert.is_true(dd.get_conv_direct())
+  end)
+end)
