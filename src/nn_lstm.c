@@ -10,6 +10,8 @@
  * (T*B, in) x (in, 4H); each step adds one (B, H) x (H, 4H) GEMM and a fused
  * element-wise pass. Backward keeps every step's gate gradients so dW_ih,
  * dW_hh and dx are one GEMM each; only dh_{t-1} = dgates_t W_hh is per step.
+ * The per-step products use W_hh packed once per call (gemm_packed.h)
+ * instead of sgemm, which would re-pack it at every step.
  * The layer's forward and backward split the batch over the pool's threads
  * (see lstm_forward_block); the kernels below see one block at a time.
  *
@@ -17,8 +19,10 @@
  * 4 gates, c, tanh c, h; the input only for layer 0 or when dropout copies it)
  * plus N*H for a dropout mask; backward borrows the shared workspace for
  * N*(4H + 2*max(in, H)) + B*H floats, plus the layer's parameter count for
- * every block after the first. Stepping keeps 2*layers*B*H + 4*B*H. */
+ * every block after the first. Stepping keeps 2*layers*B*H + 4*B*H; the
+ * packed recurrent weights about layers*4H*H. */
 #include "nn_lstm.h"
+#include "gemm_packed.h"
 #include "parallel.h"
 #include "rng.h"
 #include "tensor_math.h"
@@ -51,6 +55,9 @@ typedef struct LstmCfg {
     /* stepping: h and c are (layers, B, H); batch 0 means no state */
     int64_t state_batch;
     SavedBuf state_h, state_c, step_gates;
+    /* every layer's W_hh packed for the step products (gemm_packed.h):
+     * W_hh^T by forward, W_hh by backward; layer k at k * packed_stride */
+    SavedBuf packed;
 } LstmCfg;
 
 enum { OPT_IN, OPT_HIDDEN, OPT_LAYERS, OPT_DROPOUT, OPT_RETSEQ, OPT_RACT, OPT_WINIT, OPT_RINIT, OPT_FORGET };
@@ -167,15 +174,17 @@ void lstm_cell_forward(float *gates, float *c, float *tc, float *h, const float 
 }
 
 void lstm_layer_forward(float *gates, float *c, float *tc, float *h, const float *x, const float *w_ih,
-                        const float *w_hh, const float *b, int64_t time, int64_t batch, int64_t in, int64_t hidden,
-                        LstmActivation act) {
+                        const float *w_hh, const float *whh_packed, const float *b, int64_t time, int64_t batch,
+                        int64_t in, int64_t hidden, LstmActivation act) {
     const int64_t H = hidden, G = 4 * hidden, N = time * batch;
     /* all time steps' input projections at once */
     blas_sgemm(0, 1, (int)N, (int)G, (int)in, 1.0f, x, (int)in, w_ih, (int)in, 0.0f, gates, (int)G);
     for (int64_t t = 0; t < time; t++) {
         float *gt = gates + t * batch * G;
         /* h_{-1} = 0: the first step has no recurrent term */
-        if (t > 0)
+        if (t > 0 && whh_packed)
+            gemm_packed(batch, G, H, h + (t - 1) * batch * H, H, whh_packed, 1.0f, gt, G);
+        else if (t > 0)
             blas_sgemm(0, 1, (int)batch, (int)G, (int)H, 1.0f, h + (t - 1) * batch * H, (int)H, w_hh, (int)H, 1.0f,
                        gt, (int)G);
         lstm_cell_forward(gt, c + t * batch * H, tc + t * batch * H, h + t * batch * H,
@@ -212,14 +221,16 @@ static void lstm_cell_backward(float *dgates, float *dc, const float *dh, const 
 
 void lstm_layer_backward(float *dx, float *dw_ih, float *dw_hh, float *db, float *dgates, float *dc, float *dh,
                          const float *x, const float *gates, const float *c, const float *tc, const float *h,
-                         const float *w_ih, const float *w_hh, int64_t time, int64_t batch, int64_t in,
-                         int64_t hidden, LstmActivation act) {
+                         const float *w_ih, const float *w_hh, const float *whh_packed, int64_t time, int64_t batch,
+                         int64_t in, int64_t hidden, LstmActivation act) {
     const int64_t H = hidden, G = 4 * hidden, N = time * batch, BH = batch * H, BG = batch * G;
     memset(dc, 0, (size_t)BH * sizeof *dc);
     for (int64_t t = time - 1; t >= 0; t--) {
         float *dht = dh + t * BH;
         /* h_t also fed step t+1: dh_t += dgates_{t+1} W_hh */
-        if (t < time - 1)
+        if (t < time - 1 && whh_packed)
+            gemm_packed(batch, H, G, dgates + (t + 1) * BG, G, whh_packed, 1.0f, dht, H);
+        else if (t < time - 1)
             blas_sgemm(0, 0, (int)batch, (int)H, (int)G, 1.0f, dgates + (t + 1) * BG, (int)G, w_hh, (int)H, 1.0f,
                        dht, (int)H);
         lstm_cell_backward(dgates + t * BG, dc, dht, gates + t * BG, t > 0 ? c + (t - 1) * BH : NULL, tc + t * BH,
@@ -340,11 +351,37 @@ typedef struct LstmRun {
     LstmCfg *c;
     Layer *m;
     int64_t B, T;
+    const float *packed; /* NULL: the step products go to blas_sgemm */
+    int64_t packed_stride;
     /* backward */
     float *dgates, *dh, *dbelow, *dc, *part;
     int64_t room, part_floats; /* room: see blocks_from_batch */
     int want_dx;
 } LstmRun;
+
+/* Packs every layer's recurrent weights for the step products: W_hh^T for
+ * forward (trans = 1), W_hh for backward. Leaves r->packed NULL (the BLAS
+ * path) without AVX2 + FMA, or with one time step (there are no step
+ * products); fails only when out of memory. */
+static int pack_recurrent(LstmRun *r, int trans, char *err) {
+    LstmCfg *c = r->c;
+    Layer *m = r->m;
+    const int64_t H = c->hidden, G = 4 * H;
+    r->packed = NULL;
+    if (r->T < 2 || !gemm_packed_usable()) return 0;
+    r->packed_stride = gemm_packed_floats(trans ? H : G, trans ? G : H);
+    if (!saved_reserve(&c->packed, (size_t)(c->layers * r->packed_stride)))
+        return layer_fail(err, "out of memory for the packed recurrent weights (%lld floats)",
+                          (long long)(c->layers * r->packed_stride));
+    for (int k = 0; k < c->layers; k++)
+        gemm_pack_b(c->packed.data + k * r->packed_stride, P(k, 1), trans, trans ? H : G, trans ? G : H, H);
+    r->packed = c->packed.data;
+    return 0;
+}
+
+static const float *packed_layer(const LstmRun *r, int k) {
+    return r->packed ? r->packed + k * r->packed_stride : NULL;
+}
 
 static int64_t lstm_blocks(int64_t batch) {
     int64_t p = parallel_threads();
@@ -402,7 +439,8 @@ static void lstm_forward_block(void *arg, int p, int nt) {
         if (k > 0 && c->dropped) /* inverted dropout on the output of the layer below */
             for (int64_t i = at; i < at + T * bp * H; i++) s->x.data[i] = c->saved[k - 1].h.data[i] * s->mask.data[i];
         lstm_layer_forward(s->gates.data + 4 * at, s->c.data + at, s->tc.data + at, s->h.data + at,
-                           layer_input(c, k) + T * b0 * in_k, P(k, 0), P(k, 1), P(k, 2), T, bp, in_k, H, c->act);
+                           layer_input(c, k) + T * b0 * in_k, P(k, 0), P(k, 1), packed_layer(r, k), P(k, 2), T, bp,
+                           in_k, H, c->act);
     }
 }
 
@@ -430,6 +468,7 @@ static int lstm_fwd(Layer *m, const Tensor *x, Tensor *y, char *err) {
     }
     c->blocks = (int)lstm_blocks(B);
     LstmRun r = {.c = c, .m = m, .B = B, .T = T};
+    if (pack_recurrent(&r, 1, err)) return -1;
     blocks_from_batch(c->saved[0].x.data, c->in, tensor_data(x), B, T, c->in, c->blocks);
     if (c->dropped) { /* every mask in (T, B, H) order, stored by block */
         const float keep = 1.0f / (1.0f - c->dropout);
@@ -489,7 +528,8 @@ static void lstm_backward_block(void *arg, int p, int nt) {
         float *dx = k == 0 && !r->want_dx ? NULL : dbelow + T * b0 * room;
         lstm_layer_backward(dx, g[0], g[1], g[2], r->dgates + 4 * at, r->dc + b0 * H, dh + T * b0 * room,
                             layer_input(c, k) + T * b0 * in_k, s->gates.data + 4 * at, s->c.data + at,
-                            s->tc.data + at, s->h.data + at, P(k, 0), P(k, 1), T, bp, in_k, H, c->act);
+                            s->tc.data + at, s->h.data + at, P(k, 0), P(k, 1), packed_layer(r, k), T, bp, in_k, H,
+                            c->act);
         if (k > 0 && c->dropped)
             for (int64_t i = 0; i < T * bp * H; i++) dbelow[T * b0 * room + i] *= s->mask.data[at + i];
         float *tmp = dh;
@@ -513,6 +553,7 @@ static int lstm_bwd(Layer *m, const Tensor *x, const Tensor *y, const Tensor *dy
     r.dbelow = r.dh + N * wmax;
     r.dc = r.dbelow + N * wmax;
     r.part = r.dc + B * H;
+    if (pack_recurrent(&r, 0, err)) return -1;
     if (c->return_sequences) {
         blocks_from_batch(r.dh, wmax, tensor_data(dy), B, T, H, c->blocks);
     } else { /* only the last step's output was used */
@@ -547,6 +588,7 @@ static void lstm_destroy(Layer *m) {
     saved_free(&c->state_h);
     saved_free(&c->state_c);
     saved_free(&c->step_gates);
+    saved_free(&c->packed);
 }
 
 const LayerKind lstm_kind = {"LSTM", lstm_options, sizeof(LstmCfg), lstm_init, lstm_shape,

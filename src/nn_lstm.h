@@ -28,21 +28,23 @@ void lstm_cell_forward(float *gates, float *c, float *tc, float *h, const float 
                        int64_t batch, int64_t hidden, LstmActivation act);
 
 /* One layer over a sequence from a zero state.
- * x is (T, B, in), w_ih (4H, in), w_hh (4H, H), b (4H).
+ * x is (T, B, in), w_ih (4H, in), w_hh (4H, H), b (4H). whh_packed is NULL
+ * or W_hh^T packed by gemm_pack_b (gemm_packed.h), for the step products.
  * Writes gates (T, B, 4H) (activations), c and tc = tanh(c) and h (T, B, H). */
 void lstm_layer_forward(float *gates, float *c, float *tc, float *h, const float *x, const float *w_ih,
-                        const float *w_hh, const float *b, int64_t time, int64_t batch, int64_t in, int64_t hidden,
-                        LstmActivation act);
+                        const float *w_hh, const float *whh_packed, const float *b, int64_t time, int64_t batch,
+                        int64_t in, int64_t hidden, LstmActivation act);
 
 /* Backward through time for one layer, given what lstm_layer_forward wrote.
  * dh (T, B, H) holds dL/dh_t from above and is overwritten (the recurrent
  * terms are added into it). dgates (T, B, 4H) and dc (B, H) are scratch;
  * dgates holds the pre-activation gradients on return. Adds (+=) into
- * dw_ih (4H, in), dw_hh (4H, H), db (4H); writes dx (T, B, in) unless NULL. */
+ * dw_ih (4H, in), dw_hh (4H, H), db (4H); writes dx (T, B, in) unless NULL.
+ * whh_packed is NULL or W_hh itself packed by gemm_pack_b. */
 void lstm_layer_backward(float *dx, float *dw_ih, float *dw_hh, float *db, float *dgates, float *dc, float *dh,
                          const float *x, const float *gates, const float *c, const float *tc, const float *h,
-                         const float *w_ih, const float *w_hh, int64_t time, int64_t batch, int64_t in,
-                         int64_t hidden, LstmActivation act);
+                         const float *w_ih, const float *w_hh, const float *whh_packed, int64_t time, int64_t batch,
+                         int64_t in, int64_t hidden, LstmActivation act);
 
 /* Sizes of an LSTM layer (m->kind must be &lstm_kind). */
 int64_t lstm_input_size(const Layer *m);

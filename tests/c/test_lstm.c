@@ -6,7 +6,10 @@
  * 2. backward against central finite differences of L = sum(y * r) for dx and
  *    every parameter, with dropout between layers too (the rng is reseeded
  *    before every forward so the masks repeat);
- * 3. step() against forward() at every time step, state save/restore, errors.
+ * 3. step() against forward() at every time step, state save/restore, errors;
+ * 4. the step products' packed GEMM (gemm_packed.c) against a double loop on
+ *    every tail of its 4 x 24 tile, and the layer with it against the layer
+ *    with blas_sgemm.
  * The seed comes from DD_TEST_SEED (default 1234) and is printed. */
 #include <math.h>
 #include <setjmp.h>
@@ -19,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "gemm_packed.h"
 #include "layer.h"
 #include "nn_lstm.h"
 #include "rng.h"
@@ -602,6 +606,90 @@ static void test_errors(void **state) {
     layer_free(t);
 }
 
+/* gemm_packed against a double-precision loop: rows 1-9 (tiles of 4 and
+ * their tails), columns 1-50 (panels of 24, masked vectors), depth 0-37,
+ * B plain or transposed, beta 0 and 1, leading dimensions larger than the
+ * rows. */
+static void test_gemm_packed(void **state) {
+    (void)state;
+    if (!gemm_packed_usable()) skip();
+    Rng rng;
+    rng_seed(&rng, seed + 11);
+    static const int64_t ms[] = {1, 3, 4, 5, 9}, ns[] = {1, 7, 8, 9, 23, 24, 25, 50}, ks[] = {0, 1, 5, 37};
+    for (size_t a = 0; a < 5; a++)
+        for (size_t b = 0; b < 8; b++)
+            for (size_t d = 0; d < 4; d++)
+                for (int tb = 0; tb < 2; tb++)
+                    for (int beta = 0; beta < 2; beta++) {
+                        const int64_t m = ms[a], n = ns[b], k = ks[d], lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+                        float *A = malloc(sizeof(float) * (size_t)(m * lda + 1));
+                        float *B = malloc(sizeof(float) * (size_t)((tb ? n : k) * ldb + 1));
+                        float *C = malloc(sizeof(float) * (size_t)(m * ldc));
+                        float *C0 = malloc(sizeof(float) * (size_t)(m * ldc));
+                        float *bp = malloc(sizeof(float) * (size_t)(gemm_packed_floats(k, n) + 1));
+                        for (int64_t i = 0; i < m * lda; i++) A[i] = (float)(2 * rng_uniform(&rng) - 1);
+                        for (int64_t i = 0; i < (tb ? n : k) * ldb; i++) B[i] = (float)(2 * rng_uniform(&rng) - 1);
+                        for (int64_t i = 0; i < m * ldc; i++) C[i] = C0[i] = (float)(2 * rng_uniform(&rng) - 1);
+                        gemm_pack_b(bp, B, tb, k, n, ldb);
+                        gemm_packed(m, n, k, A, lda, bp, (float)beta, C, ldc);
+                        for (int64_t i = 0; i < m; i++)
+                            for (int64_t j = 0; j < ldc; j++) {
+                                double want = C0[i * ldc + j]; /* columns past n are left alone */
+                                if (j < n) {
+                                    want = beta ? want : 0;
+                                    for (int64_t q = 0; q < k; q++)
+                                        want += (double)A[i * lda + q] * (tb ? B[j * ldb + q] : B[q * ldb + j]);
+                                }
+                                if (fabs(C[i * ldc + j] - want) > 1e-5 * (1 + fabs(want)))
+                                    fail_msg("gemm_packed m %lld n %lld k %lld trans_b %d beta %d at (%lld, %lld): got %.9g, want %.9g",
+                                             (long long)m, (long long)n, (long long)k, tb, beta, (long long)i, (long long)j,
+                                             (double)C[i * ldc + j], want);
+                            }
+                        free(A), free(B), free(C), free(C0), free(bp);
+                    }
+}
+
+/* The layer with the packed step products against the layer with
+ * blas_sgemm: forward, input and parameter gradients of 3 layers whose 4H =
+ * 120 spans 5 panels, batch 5 (a tile of 4 and one row). */
+static void test_packed_matches_blas(void **state) {
+    (void)state;
+    if (!gemm_packed_usable()) skip();
+    float *out[2][5];
+    int64_t sizes[5];
+    for (int on = 1; on >= 0; on--) {
+        gemm_packed_set_enabled(on);
+        rng_seed(&rng_global, seed + 12); /* the same weights both times */
+        TestLayer *t = layer_make(&lstm_kind, (const char *[]){"input_size", "3", "hidden_size", "30", "num_layers", "3",
+                                                             "recurrent_activation", "sigmoid", NULL});
+        Rng rng;
+        rng_seed(&rng, seed + 13);
+        int64_t xs[3] = {5, 7, 3}, ys[3] = {5, 7, 30};
+        Tensor x, y, dy, dx;
+        tensor_init(&x, 3, xs), tensor_init(&y, 3, ys), tensor_init(&dy, 3, ys), tensor_init(&dx, 3, xs);
+        for (int64_t i = 0; i < tensor_numel(&x); i++) tensor_data(&x)[i] = (float)(2 * rng_uniform(&rng) - 1);
+        for (int64_t i = 0; i < tensor_numel(&dy); i++) tensor_data(&dy)[i] = (float)(2 * rng_uniform(&rng) - 1);
+        char err[LAYER_ERR];
+        if (lstm_kind.forward(&t->m, &x, &y, err) || lstm_kind.backward(&t->m, &x, &y, &dy, &dx, err)) fail_msg("%s", err);
+        const Tensor *keep[5] = {&y, &dx, &t->grad[1], &t->grad[4], &t->grad[7]};
+        for (int i = 0; i < 5; i++) {
+            sizes[i] = tensor_numel(keep[i]);
+            out[on][i] = malloc(sizeof(float) * (size_t)sizes[i]);
+            memcpy(out[on][i], tensor_data(keep[i]), sizeof(float) * (size_t)sizes[i]);
+        }
+        tensor_release(&x), tensor_release(&y), tensor_release(&dy), tensor_release(&dx);
+        layer_free(t);
+    }
+    gemm_packed_set_enabled(1);
+    static const char *what[5] = {"y", "dx", "dW_hh layer 1", "dW_hh layer 2", "dW_hh layer 3"};
+    for (int i = 0; i < 5; i++) {
+        for (int64_t j = 0; j < sizes[i]; j++)
+            if (fabs(out[1][i][j] - out[0][i][j]) > 1e-5 * (1 + fabs(out[0][i][j])))
+                fail_msg("%s[%lld]: packed %.9g, blas %.9g", what[i], (long long)j, (double)out[1][i][j], (double)out[0][i][j]);
+        free(out[0][i]), free(out[1][i]);
+    }
+}
+
 /* ---- the table of cases ---- */
 
 #define MAX_TESTS 96
@@ -638,6 +726,8 @@ int main(void) {
                         add("forward", test_forward,
                             (Case){"", layer_counts[l], hard, rs, batches[b], times[tm], 3, 5, 0});
     add("forward", test_forward, (Case){"", 3, 0, 1, 5, 7, 3, 5, 0.3});
+    add_plain("gemm_packed against a double loop", test_gemm_packed);
+    add_plain("the layer with packed step products equals it with blas_sgemm", test_packed_matches_blas);
     for (int l = 0; l < 2; l++)
         for (int hard = 0; hard < 2; hard++)
             for (int rs = 1; rs >= 0; rs--)
