@@ -36,6 +36,9 @@
  * per weight-gradient tile, grid rows per weight-gradient band */
 enum { KB = 4, NV = 3, NJ = 3, BAND = 8 };
 
+/* 64 MiB of padded image per thread at most */
+#define DIRECT_MAX_PAD_FLOATS ((int64_t)1 << 24)
+
 static int enabled = 1;
 
 void conv_direct_set_enabled(int on) { enabled = on != 0; }
@@ -54,8 +57,10 @@ static int cpu_ok(void) {
 int conv_direct_usable(const ConvShape *s) {
     if (!enabled || !cpu_ok()) return 0;
     if (s->sh != 1 || s->sw != 1 || s->dh != 1 || s->dw != 1 || s->k % KB != 0) return 0;
-    if (conv_is_pointwise(s)) return 0;
-    return s->oh >= 1 && s->ow >= 1 && s->c >= 1;
+    if (conv_is_pointwise(s) || s->oh < 1 || s->ow < 1 || s->c < 1) return 0;
+    /* the padded image is one whole image per thread; im2col, which works in
+     * bands of rows, keeps huge images within a few MiB of scratch */
+    return conv_direct_pad_floats(s) <= DIRECT_MAX_PAD_FLOATS;
 }
 
 static int64_t round8(int64_t n) { return (n + 7) & ~(int64_t)7; }

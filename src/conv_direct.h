@@ -25,7 +25,9 @@
 #include "im2col.h"
 
 /* 1 when s has stride 1, dilation 1, K % 4 == 0, is not pointwise (that is a
- * plain GEMM already), the CPU has AVX2 and FMA, and the path is enabled. */
+ * plain GEMM already), its padded image fits 16M floats (64 MiB; larger
+ * images keep im2col's bands of rows), the CPU has AVX2 and FMA, and the
+ * path is enabled. */
 int conv_direct_usable(const ConvShape *s);
 /* Tests and benchmarks compare both paths: 0 turns the direct kernels off
  * (every shape goes through im2col + GEMM), 1 back on (where usable). */

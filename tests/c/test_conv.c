@@ -472,6 +472,10 @@ static void test_conv_direct_matches_reference(void **state) {
     }
     ConvShape strided = conv2d_expected(&conv_cases[9]), odd = conv2d_expected(&conv_cases[14]);
     if (conv_direct_usable(&strided) || conv_direct_usable(&odd)) fail_msg("stride 2, or K %% 4 != 0, took the direct path");
+    /* a padded image over 16M floats keeps im2col's bands of rows */
+    ConvShape huge = conv2d_expected(&(ConvCase){1, 64, 8, 600, 600, 3, 1, -1, 1, 0, 1});
+    if (conv_direct_usable(&huge)) fail_msg("a 64x600x600 image took the direct path (%lld floats of padded image)",
+                                            (long long)conv_direct_pad_floats(&huge));
 }
 
 /* The autoencoder's 32 -> 32 3x3 layer at full size, 120x200 (the direct
