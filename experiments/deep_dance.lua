@@ -34,8 +34,9 @@ if not o then return end
 -- code normalized to unit RMS for the sequence models, whose output layers
 -- start at the data's mean and spread; the MDN (10 components) has its
 -- sigmas floored and its training inputs jittered, which keeps its samples on
--- plausible poses, and its sampling temperature is calibrated on validation
--- runs (docs/pipeline.md has the measurements).
+-- plausible poses, its learning rate decays along a cosine, and its sampling
+-- temperature is calibrated on validation runs (docs/pipeline.md has the
+-- measurements).
 -- paper: the original, layer for layer and setting for setting.
 local PRESETS = {
   demo = {
@@ -44,7 +45,7 @@ local PRESETS = {
            variant = "strided", lr_schedule = "cosine", min_lr = 1e-5, flip = true, shift_x = 16, normalize_code = true,
            norm = "batch" },
     seq = { epochs = 20, batch_size = 64, split = 0.9, patience = 8, head_init = "data" },
-    mdn = { mixtures = 10, min_sigma = 0.2, noise = 0.25 },
+    mdn = { mixtures = 10, min_sigma = 0.2, noise = 0.25, lr_schedule = "cosine", min_lr = 1e-5 },
     calibrate = {},
     steps = 1000, video_steps = 200, interpolate = 4, temperature = "auto",
   },
@@ -162,7 +163,7 @@ for _, s in ipairs(seqs) do
                progress = o.progress }
   for k, v in pairs(P.seq) do so[k] = v end
   so.epochs = o.seq_epochs or so.epochs
-  if s.name == "mdn" then so.mixtures, so.min_sigma, so.noise = P.mdn.mixtures, P.mdn.min_sigma, P.mdn.noise end
+  if s.name == "mdn" then for k, v in pairs(P.mdn) do so[k] = v end end
   local calls = { { fn = "train_sequence", opts = so } }
   -- the MDN's sampling temperature, chosen on validation runs right after
   -- training (dd.dance.calibrate_temperature); an earlier run's is reused

@@ -18,6 +18,9 @@ p:option("--split", "training latents: a count (13000, the original's) or a frac
 p:option("--epochs", "total epochs (a resumed run counts the ones done)", "100"):convert(math.tointeger)
 p:option("--batch-size", "windows per step", "128"):convert(math.tointeger)
 p:option("--lr", "Adam learning rate", "1e-3"):convert(tonumber)
+p:option("--lr-schedule", "constant, or cosine: from --lr down to --min-lr over the epochs, batch by batch", "constant")
+  :choices{ "constant", "cosine" }
+p:option("--min-lr", "cosine: the last learning rate", "0"):convert(tonumber)
 p:option("--seed", "random seed (weights, shuffling, noise)", "1"):convert(math.tointeger)
 p:option("--mixtures", "mdn: Gaussian components"):convert(math.tointeger)
 p:option("--head-init", "zero (Keras's) or data: the output bias starts at the targets' mean (and the MDN's sigmas at their std)", "zero")
@@ -48,7 +51,8 @@ if o.split and o.split >= 1 then o.split = math.tointeger(o.split) or error("tra
 local t0 = dd.clock()
 local history = dd.dance.train_sequence{
   ae_dir = o.ae, data = o.data, out = o.out, variant = o.variant, look_back = o.look_back, split = o.split,
-  epochs = o.epochs, batch_size = o.batch_size, lr = o.lr, seed = o.seed, mixtures = o.mixtures,
+  epochs = o.epochs, batch_size = o.batch_size, lr = o.lr, lr_schedule = o.lr_schedule, min_lr = o.min_lr,
+  seed = o.seed, mixtures = o.mixtures,
   min_sigma = o.min_sigma, head_init = o.head_init, units = units,
   dropout = o.dropout, autocondition = o.autocondition, autocondition_fraction = o.autocondition_fraction,
   noise = o.noise, patience = o.patience, resume = o.resume, progress = o.progress,

@@ -183,6 +183,28 @@ describe("dd.dance.train_sequence", function()
     assert.is_not_nil(seq.mdn)
   end)
 
+  it("lr_schedule='cosine' decays the learning rate from lr to min_lr over the run; 'constant' keeps it", function()
+    local z = sine_latents(200, 4, 23)
+    local function run(extra)
+      local args = { latents = z, out = tmpdir() .. "/lr", units = {8}, epochs = 4, batch_size = 16, lr = 1e-2,
+        split = 160, seed = SEED, progress = "none", output = quiet }
+      for k, v in pairs(extra) do args[k] = v end
+      local history = dd.dance.train_sequence(args)
+      return history, dd.json.decode(io.open(args.out .. "/sequence.json"):read("a"))
+    end
+    local h, info = run{ lr_schedule = "cosine", min_lr = 1e-4 }
+    assert.are.equal("cosine", info.lr_schedule)
+    assert.are.equal(1e-4, info.min_lr)
+    for e = 2, 4 do assert(h.lr[e] < h.lr[e - 1], ("lr rose at epoch %d: %g -> %g"):format(e, h.lr[e - 1], h.lr[e])) end
+    assert(h.lr[4] < 2e-4 and h.lr[4] >= 1e-4, "last epoch's lr near min_lr, got " .. h.lr[4])
+    local hc, infoc = run{}
+    assert.are.equal("constant", infoc.lr_schedule)
+    for e = 1, 4 do assert.are.equal(1e-2, hc.lr[e]) end
+    assert_contains(error_of(dd.dance.train_sequence, { latents = z, out = tmpdir(), lr_schedule = "step" }),
+      "lr_schedule")
+    assert_contains(error_of(dd.dance.train_sequence, { latents = z, out = tmpdir(), min_lr = -1 }), "min_lr")
+  end)
+
   it("head_init='data' starts the output at the targets' mean (and the MDN's sigmas at their std), min_sigma floors them",
     function()
     -- latents with large offsets and small, unequal spreads, one of them constant

@@ -170,7 +170,7 @@ end)
 
 local TRAIN_OPTIONS = { "ae_dir", "ae", "data", "latents", "out", "variant", "look_back", "split", "epochs",
   "batch_size", "lr", "seed", "mixtures", "min_sigma", "head_init", "units", "dropout", "recurrent_activation", "autocondition",
-  "autocondition_fraction", "noise", "patience", "resume", "progress", "output", "encode_batch_size" }
+  "autocondition_fraction", "noise", "patience", "resume", "progress", "output", "encode_batch_size", "lr_schedule", "min_lr" }
 
 local function mdn_metrics(model)
   local mse = dd.nn.MSELoss()
@@ -235,6 +235,8 @@ dance.train_sequence = util.public(function(opts)
   local epochs = util.check(fn, "epochs", o.epochs, "integer", 1)
   local batch_size = util.check(fn, "batch_size", o.batch_size, "integer", 128)
   local lr = util.check(fn, "lr", o.lr, "positive", 1e-3)
+  local lr_schedule = util.choice(fn, "lr_schedule", o.lr_schedule, { "constant", "cosine" }, "constant")
+  local min_lr = util.check(fn, "min_lr", o.min_lr, "nonneg", 0)
   local mixtures = util.check(fn, "mixtures", o.mixtures, "integer", 5)
   local patience = util.check(fn, "patience", o.patience, "count", nil)
   local resume = util.check(fn, "resume", o.resume, "boolean", false)
@@ -272,6 +274,7 @@ dance.train_sequence = util.public(function(opts)
                           min_sigma = min_sigma ~= 0 and min_sigma or nil }
   local info = { model_options = model_options, look_back = L, variant = variant, latent = D, n_train = n_train,
                  n_latents = n, autocondition = autocondition, noise = o.noise or 0, head_init = head_init,
+                 lr_schedule = lr_schedule, min_lr = lr_schedule == "cosine" and min_lr or nil,
                  ae_dir = o.ae_dir, data = type(o.data) == "string" and o.data or nil }
   local info_path = out .. "/sequence.json"
   if resume and util.exists(info_path) then
@@ -295,6 +298,7 @@ dance.train_sequence = util.public(function(opts)
                                                    meta = info }
   local callbacks = { checkpoint, dd.callbacks.CSVLogger{ out .. "/history.csv" } }
   if patience then callbacks[#callbacks + 1] = dd.callbacks.EarlyStopping{ monitor = "val_loss", patience = patience } end
+  if lr_schedule == "cosine" then callbacks[#callbacks + 1] = dd.callbacks.CosineDecay{ lr = lr, min_lr = math.min(min_lr, lr) } end
 
   local history = dd.fit{
     model = model,
