@@ -73,7 +73,8 @@ int64_t conv_direct_pack_floats(const ConvShape *s) { return s->k * s->c * s->kh
 
 void conv_direct_pad(float *xp, const float *x, const ConvShape *s) {
     const int64_t ph = s->oh + s->kh - 1, rw = conv_direct_row(s);
-    const int64_t qlo = s->pl > 0 ? s->pl : 0, qend = s->pl + s->w, qhi = qend < rw ? qend : rw;
+    /* the image's columns land on [pl, pl + W), clipped to the row */
+    const int64_t qlo = s->pl < 0 ? 0 : s->pl < rw ? s->pl : rw, qend = s->pl + s->w, qhi = qend < rw ? qend : rw;
     for (int64_t c = 0; c < s->c; c++)
         for (int64_t r = 0; r < ph; r++) {
             float *row = xp + (c * ph + r) * rw;

@@ -361,14 +361,17 @@ typedef struct LstmRun {
 
 /* Packs every layer's recurrent weights for the step products: W_hh^T for
  * forward (trans = 1), W_hh for backward. Leaves r->packed NULL (the BLAS
- * path) without AVX2 + FMA, or with one time step (there are no step
- * products); fails only when out of memory. */
+ * path) without AVX2 + FMA, with one time step (there are no step
+ * products), or with blocks of one sequence: blas_sgemm sends a one-row
+ * product to sgemv, which reads the weights once and packs nothing, so
+ * packing them here would only add a pass (the generation and evaluation
+ * loops run batch 1). Fails only when out of memory. */
 static int pack_recurrent(LstmRun *r, int trans, char *err) {
     LstmCfg *c = r->c;
     Layer *m = r->m;
     const int64_t H = c->hidden, G = 4 * H;
     r->packed = NULL;
-    if (r->T < 2 || !gemm_packed_usable()) return 0;
+    if (r->T < 2 || r->B / c->blocks < 2 || !gemm_packed_usable()) return 0;
     r->packed_stride = gemm_packed_floats(trans ? H : G, trans ? G : H);
     if (!saved_reserve(&c->packed, (size_t)(c->layers * r->packed_stride)))
         return layer_fail(err, "out of memory for the packed recurrent weights (%lld floats)",
