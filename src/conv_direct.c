@@ -17,20 +17,12 @@
  * masked (stores in forward, dy loads in the weight gradient), so the
  * padded buffer's extra columns never reach a result.
  *
- * Only the functions below carry target("avx2,fma"); the rest of the
- * program stays baseline x86-64, and conv_direct_usable checks the CPU. */
+ * Only the functions below carry target("avx2,fma") (avx2.h); the rest of
+ * the program stays baseline x86-64, and conv_direct_usable checks the CPU. */
 #include "conv_direct.h"
+#include "avx2.h"
 
 #include <string.h>
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define DIRECT_X86 1
-#include <immintrin.h>
-#define TARGET __attribute__((target("avx2,fma")))
-#define TILE_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
-#else
-#define DIRECT_X86 0
-#endif
 
 /* grid channels per tile, vectors of grid columns per forward tile, taps
  * per weight-gradient tile, grid rows per weight-gradient band */
@@ -44,18 +36,8 @@ static int enabled = 1;
 void conv_direct_set_enabled(int on) { enabled = on != 0; }
 int conv_direct_enabled(void) { return enabled; }
 
-static int cpu_ok(void) {
-#if DIRECT_X86
-    static int ok = -1;
-    if (ok < 0) ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return ok;
-#else
-    return 0;
-#endif
-}
-
 int conv_direct_usable(const ConvShape *s) {
-    if (!enabled || !cpu_ok()) return 0;
+    if (!enabled || !cpu_has_avx2_fma()) return 0;
     if (s->sh != 1 || s->sw != 1 || s->dh != 1 || s->dw != 1 || s->k % KB != 0) return 0;
     if (conv_is_pointwise(s) || s->oh < 1 || s->ow < 1 || s->c < 1) return 0;
     /* the padded image is one whole image per thread; im2col, which works in
@@ -96,14 +78,9 @@ void conv_direct_pack(float *wp, const float *w, const ConvShape *s) {
             for (int q = 0; q < KB; q++) wp[(kb * ct + e) * KB + q] = w[(kb * KB + q) * ct + e];
 }
 
-#if DIRECT_X86
+#if DD_AVX2
 
-/* lanes [0, n) on */
-TILE_INLINE __m256i lanes(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-TILE_INLINE float hsum(__m256 v) {
+AVX2_INLINE float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
@@ -112,7 +89,7 @@ TILE_INLINE float hsum(__m256 v) {
 
 /* y[q][0 .. 8nv) for q < 4 (rows L apart; the last vector holds `tail`
  * valid columns) = b[q] + sum over c, i, j of wp[c][i][j][q] * xp[c][i][j + ..]. */
-TILE_INLINE void forward_tile(float *y, int64_t L, const float *xp, const float *wp, const float *b, int relu,
+AVX2_INLINE void forward_tile(float *y, int64_t L, const float *xp, const float *wp, const float *b, int relu,
                               int64_t c_n, int64_t kh, int64_t kw, int64_t plane, int64_t rw, const int nv, int tail) {
     __m256 acc[KB][NV];
     for (int q = 0; q < KB; q++) {
@@ -131,7 +108,7 @@ TILE_INLINE void forward_tile(float *y, int64_t L, const float *xp, const float 
                 }
             }
         }
-    __m256i last = lanes(tail);
+    __m256i last = avx2_lanes(tail);
     for (int q = 0; q < KB; q++)
         for (int v = 0; v < nv; v++) {
             __m256 a = relu ? _mm256_max_ps(acc[q][v], _mm256_setzero_ps()) : acc[q][v];
@@ -140,7 +117,7 @@ TILE_INLINE void forward_tile(float *y, int64_t L, const float *xp, const float 
         }
 }
 
-TARGET static void forward_image(float *y, const float *xp, const float *wp, const float *b, int relu,
+AVX2_TARGET static void forward_image(float *y, const float *xp, const float *wp, const float *b, int relu,
                                  const ConvShape *s) {
     const int64_t L = s->oh * s->ow, rw = conv_direct_row(s), plane = (s->oh + s->kh - 1) * rw;
     const int64_t kblock = s->c * s->kh * s->kw * KB;
@@ -161,13 +138,13 @@ TARGET static void forward_image(float *y, const float *xp, const float *wp, con
 
 /* dw[q][t] (rows wstride apart) += sum over rows r and columns x of
  * dy[q][r][x] * xp[r][x + t], for q < 4 (dy rows L apart) and t < nj. */
-TILE_INLINE void weight_tile(float *dw, int64_t wstride, const float *dy, int64_t L, const float *xp, int64_t rw,
+AVX2_INLINE void weight_tile(float *dw, int64_t wstride, const float *dy, int64_t L, const float *xp, int64_t rw,
                              int64_t ow, int64_t rows, const int nj) {
     __m256 acc[KB][NJ];
     for (int q = 0; q < KB; q++)
         for (int t = 0; t < nj; t++) acc[q][t] = _mm256_setzero_ps();
     const int64_t full = ow & ~(int64_t)7;
-    const __m256i last = lanes((int)(ow - full));
+    const __m256i last = avx2_lanes((int)(ow - full));
     for (int64_t r = 0; r < rows; r++) {
         const float *d = dy + r * ow, *xr = xp + r * rw;
         for (int64_t x = 0; x <= ow - 8; x += 8) {
@@ -191,7 +168,7 @@ TILE_INLINE void weight_tile(float *dw, int64_t wstride, const float *dy, int64_
         for (int t = 0; t < nj; t++) dw[q * wstride + t] += hsum(acc[q][t]);
 }
 
-TARGET static void weight_grad_image(float *dw, const float *dy, const float *xp, const ConvShape *s) {
+AVX2_TARGET static void weight_grad_image(float *dw, const float *dy, const float *xp, const ConvShape *s) {
     const int64_t L = s->oh * s->ow, rw = conv_direct_row(s), plane = (s->oh + s->kh - 1) * rw;
     const int64_t taps = s->kh * s->kw, wstride = s->c * taps;
     for (int64_t oy0 = 0; oy0 < s->oh; oy0 += BAND) {
@@ -215,7 +192,7 @@ TARGET static void weight_grad_image(float *dw, const float *dy, const float *xp
 #endif
 
 void conv_direct_forward(float *y, const float *xp, const float *wp, const float *b, Act act, const ConvShape *s) {
-#if DIRECT_X86
+#if DD_AVX2
     forward_image(y, xp, wp, b, act == ACT_RELU, s);
     if (act != ACT_LINEAR && act != ACT_RELU)
         for (int64_t k = 0; k < s->k; k++) act_forward(act, y + k * s->oh * s->ow, s->oh * s->ow);
@@ -225,7 +202,7 @@ void conv_direct_forward(float *y, const float *xp, const float *wp, const float
 }
 
 void conv_direct_weight_grad(float *dw, const float *dy, const float *xp, const ConvShape *s) {
-#if DIRECT_X86
+#if DD_AVX2
     weight_grad_image(dw, dy, xp, s);
 #else
     (void)dw, (void)dy, (void)xp, (void)s;

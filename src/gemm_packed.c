@@ -1,15 +1,7 @@
 /* gemm_packed.c: products with a pre-packed right operand on AVX2 + FMA
  * (see gemm_packed.h for the contract and why). */
 #include "gemm_packed.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define PACKED_X86 1
-#include <immintrin.h>
-#define TARGET __attribute__((target("avx2,fma")))
-#define TILE_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
-#else
-#define PACKED_X86 0
-#endif
+#include "avx2.h"
 
 /* rows of C per tile; columns per panel (3 vectors of 8) */
 enum { MR = 4, NR = 24 };
@@ -18,16 +10,7 @@ static int enabled = 1;
 
 void gemm_packed_set_enabled(int on) { enabled = on != 0; }
 
-int gemm_packed_usable(void) {
-#if PACKED_X86
-    static int ok = -1;
-    if (!enabled) return 0;
-    if (ok < 0) ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return ok;
-#else
-    return 0;
-#endif
-}
+int gemm_packed_usable(void) { return enabled && cpu_has_avx2_fma(); }
 
 int64_t gemm_packed_floats(int64_t k, int64_t n) { return (n + NR - 1) / NR * NR * k; }
 
@@ -40,10 +23,10 @@ void gemm_pack_b(float *bp, const float *b, int trans_b, int64_t k, int64_t n, i
             }
 }
 
-#if PACKED_X86
+#if DD_AVX2
 
 /* C[r][0 .. ncols) for r < mr: (beta C +) the sum over kk of A[r][kk] * panel[kk][..]. */
-TILE_INLINE void tile(int64_t k, const float *a, int64_t lda, const float *bp, float beta, float *c, int64_t ldc,
+AVX2_INLINE void tile(int64_t k, const float *a, int64_t lda, const float *bp, float beta, float *c, int64_t ldc,
                       const int mr, int ncols) {
     __m256 acc[MR][3];
     for (int r = 0; r < mr; r++)
@@ -60,7 +43,7 @@ TILE_INLINE void tile(int64_t k, const float *a, int64_t lda, const float *bp, f
     for (int v = 0; v < 3; v++) {
         int cols = ncols - 8 * v;
         if (cols <= 0) break;
-        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i mask = avx2_lanes(cols);
         for (int r = 0; r < mr; r++) {
             float *cp = c + r * ldc + 8 * v;
             __m256 sum = acc[r][v];
@@ -75,7 +58,7 @@ TILE_INLINE void tile(int64_t k, const float *a, int64_t lda, const float *bp, f
     }
 }
 
-TARGET static void packed_x86(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *bp,
+AVX2_TARGET static void packed_x86(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *bp,
                               float beta, float *c, int64_t ldc) {
     for (int64_t p = 0; p * NR < n; p++) {
         const float *panel = bp + p * NR * k;
@@ -96,7 +79,7 @@ TARGET static void packed_x86(int64_t m, int64_t n, int64_t k, const float *a, i
 
 void gemm_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *bp, float beta, float *c,
                  int64_t ldc) {
-#if PACKED_X86
+#if DD_AVX2
     packed_x86(m, n, k, a, lda, bp, beta, c, ldc);
 #else
     (void)m, (void)n, (void)k, (void)a, (void)lda, (void)bp, (void)beta, (void)c, (void)ldc; /* never usable here */
