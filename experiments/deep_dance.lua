@@ -32,7 +32,10 @@ if not o then return end
 -- overfits, train IoU 0.75 against 0.63 held out) rendered at the 3 fps the
 -- ingest keeps (the same frames as from 6 fps, in 60% of the time), and a
 -- code normalized to unit RMS for the sequence models, whose output layers
--- start at the data's mean and spread; the MDN (10 components) has its
+-- start at the data's mean and spread; the notebook model also trains on
+-- the mirror image of the training dance (twice the windows: without it, it
+-- overfits after 12 epochs and predicts the next frame worse than repeating
+-- the last one); the MDN (10 components) has its
 -- sigmas floored and its training inputs jittered, which keeps its samples on
 -- plausible poses, its learning rate decays along a cosine, and its sampling
 -- temperature is calibrated on validation runs (docs/pipeline.md has the
@@ -45,6 +48,7 @@ local PRESETS = {
            variant = "strided", lr_schedule = "cosine", min_lr = 1e-5, flip = true, shift_x = 16, normalize_code = true,
            norm = "batch" },
     seq = { epochs = 20, batch_size = 64, split = 0.9, patience = 8, head_init = "data" },
+    notebook = { mirror = true },
     mdn = { mixtures = 10, min_sigma = 0.2, noise = 0.25, lr_schedule = "cosine", min_lr = 1e-5 },
     calibrate = {},
     steps = 1000, video_steps = 200, interpolate = 4, temperature = "auto",
@@ -53,6 +57,7 @@ local PRESETS = {
     minutes = 0.4, video_fps = 6,
     ae = { epochs = 1, batch_size = 8, filters = 4, latent = 16, loss = "bce", output_bias = "mean", lr = 1e-3 },
     seq = { epochs = 2, batch_size = 16, split = 0.8, units = { 16, 16 } },
+    notebook = { mirror = true },
     mdn = { mixtures = 2 },
     calibrate = { temperatures = { 0.5, 1.0 }, steps = 12, references = 20, motion_steps = 6 },
     steps = 40, video_steps = 12, interpolate = 2, temperature = "auto",
@@ -163,7 +168,7 @@ for _, s in ipairs(seqs) do
                progress = o.progress }
   for k, v in pairs(P.seq) do so[k] = v end
   so.epochs = o.seq_epochs or so.epochs
-  if s.name == "mdn" then for k, v in pairs(P.mdn) do so[k] = v end end
+  for k, v in pairs(P[s.name] or {}) do so[k] = v end -- P.notebook, P.mdn
   local calls = { { fn = "train_sequence", opts = so } }
   -- the MDN's sampling temperature, chosen on validation runs right after
   -- training (dd.dance.calibrate_temperature); an earlier run's is reused

@@ -33,6 +33,7 @@ p:option("--autocondition-fraction", "fraction of batches auto-conditioned", "1"
 p:option("--noise", "std of Gaussian noise added to training inputs", "0"):convert(tonumber)
 p:option("--patience", "stop after this many epochs without a better val_loss"):convert(math.tointeger)
 p:option("--progress", "bar, lines or none (default: bar on a terminal)"):choices{ "bar", "lines", "none" }
+p:flag("--mirror", "also train on the training frames mirrored left-right (twice the windows; validation stays real)")
 p:flag("--resume", "continue OUT/last.safetensors")
 local o = dd.cli.parse(p, arg)
 if not o then return end
@@ -55,7 +56,7 @@ local history = dd.dance.train_sequence{
   seed = o.seed, mixtures = o.mixtures,
   min_sigma = o.min_sigma, head_init = o.head_init, units = units,
   dropout = o.dropout, autocondition = o.autocondition, autocondition_fraction = o.autocondition_fraction,
-  noise = o.noise, patience = o.patience, resume = o.resume, progress = o.progress,
+  noise = o.noise, patience = o.patience, mirror = o.mirror or nil, resume = o.resume, progress = o.progress,
 }
 local n = #history.epoch
 if n > 0 then

@@ -65,6 +65,24 @@ local function write_frames(path, n)
   return dd.data.frames(path)
 end
 
+-- A run directory with 60 16x24 frames (a dark square moving on white) in
+-- DIR/f.safetensors and a small untrained autoencoder in DIR/ae: dir, ae.
+local function ae_run()
+  local dir = tmpdir()
+  local w = dd.data.frame_writer{ channels = 1, height = 16, width = 24 }
+  for i = 1, 60 do
+    local f = dd.ones(1, 16, 24)
+    f:narrow(2, 2 + i % 6, 8):narrow(3, 2 + (i * 3) % 12, 8):fill(0)
+    w:add(f)
+  end
+  w:save(dir .. "/f.safetensors", { format = "deepdance-frames" })
+  local options = { filters = 4, latent = 8, height = 16, width = 24 }
+  local ae = dofile(dd.home .. "/models/autoencoder.lua")(options)
+  os.execute("mkdir -p " .. quote(dir .. "/ae"))
+  dd.nn.save(dir .. "/ae/best.safetensors", ae, { meta = { epoch = 1, model_options = options } })
+  return dir, ae
+end
+
 local function small_seq(variant, extra)
   local opts = { variant = variant, latent = 8, units = {16, 16} }
   for k, v in pairs(extra or {}) do opts[k] = v end
@@ -84,6 +102,16 @@ end)
 
 before_each(function() dd.manual_seed(SEED) end)
 
+-- n frames written to a cache in a new directory, as a FrameSet and as one
+-- Tensor, and the stand-in autoencoder: dir, fs, frames, ae.
+local function cached_frames(n)
+  local dir = tmpdir()
+  local fs = write_frames(dir .. "/f.safetensors", n)
+  local all = {}
+  for i = 1, n do all[i] = i end
+  return dir, fs, fs:batch(all), fake_ae()
+end
+
 describe("dd.dance latents", function()
   it("windows: the L latents before t predict t", function()
     local z = dd.arange(60):view(20, 3):contiguous()
@@ -98,12 +126,7 @@ describe("dd.dance latents", function()
   end)
 
   it("encode and decode run in batches, the same as one forward pass", function()
-    local dir = tmpdir()
-    local fs = write_frames(dir .. "/f.safetensors", 37)
-    local ae = fake_ae()
-    local all = {}
-    for i = 1, 37 do all[i] = i end
-    local frames = fs:batch(all)
+    local _, fs, frames, ae = cached_frames(37)
     local z = dd.dance.encode(ae, fs, { batch_size = 8 })
     assert.are.same({37, 8}, z:shape())
     assert.is_true(max_diff(z, ae.encoder:forward(frames)) < 1e-6)
@@ -116,6 +139,77 @@ describe("dd.dance latents", function()
     assert.are.same({37, 1, 8, 8}, back:shape())
     assert.is_true(max_diff(back, ae.decoder:forward(z)) < 1e-6)
     assert_contains(error_of(dd.dance.encode, ae, fs, { batchsize = 3 }), "unknown option 'batchsize'")
+  end)
+
+  it("encode flip=true mirrors every frame before encoding; prepare_latents caches the mirror apart", function()
+    local dir, fs, frames, ae = cached_frames(37)
+    local want = ae.encoder:forward(dd.vision.flip_shift(frames, { flip = true })):clone()
+    local z = dd.dance.encode(ae, fs, { batch_size = 8, flip = true })
+    assert.is_true(max_diff(z, want) < 1e-6)
+    assert.is_true(max_diff(dd.dance.encode(ae, frames, { batch_size = 8, flip = true }), want) < 1e-6)
+    local plain = dd.dance.encode(ae, fs, { batch_size = 8 })
+    assert.is_true(max_diff(z, plain) > 1e-3, "the frames are not mirror images of themselves")
+    assert_contains(error_of(dd.dance.encode, ae, fs, { flip = "yes" }), "option 'flip'")
+    -- the two caches live side by side and each is reused
+    local ae_dir = dir .. "/ae"
+    os.execute("mkdir -p " .. quote(ae_dir))
+    dd.nn.save(ae_dir .. "/best.safetensors", dd.nn.Sequential{ ae.encoder, ae.decoder }, { meta = { epoch = 1 } })
+    local args = { ae_dir = ae_dir, ae = ae, data = dir .. "/f.safetensors", out = dir .. "/seq", output = quiet }
+    local p1 = dd.dance.prepare_latents(args)
+    args.flip = true
+    local f1, reused_f1 = dd.dance.prepare_latents(args)
+    local f2, reused_f2 = dd.dance.prepare_latents(args)
+    args.flip = nil
+    local p2, reused_p2 = dd.dance.prepare_latents(args)
+    assert.is_false(reused_f1)
+    assert.is_true(reused_f2 and reused_p2)
+    assert.is_true(exists(dir .. "/seq/latents_flip.safetensors"))
+    assert.is_true(max_diff(f1, want) < 1e-6)
+    assert.are.equal(0, max_diff(f1, f2))
+    assert.are.equal(0, max_diff(p1, p2))
+  end)
+
+  it("window_set segments: each segment is a sequence of its own, no window crosses its start", function()
+    local z = sine_latents(60, 8, 23)
+    local L = 4
+    local ws = dd.dance.window_set{ latents = z, look_back = L, segments = { { 1, 30 }, { 31, 60 } } }
+    assert.are.equal(52, ws:size()) -- targets 5..30 and 35..60
+    local y = ws:targets()
+    local idx = {}
+    for i = 1, 52 do idx[i] = i end
+    local x, t = ws:batch(idx):clone(), y:batch(idx):clone()
+    for i = 1, 52 do
+      local row = i <= 26 and i + L or i - 26 + 30 + L
+      assert.are.equal(0, max_diff(t[i], z[row]), "target of sample " .. i)
+      assert.are.equal(0, max_diff(x[i], z:narrow(1, row - L, L)), "window of sample " .. i)
+    end
+    -- one segment is the plain window set
+    local one = dd.dance.window_set{ latents = z, look_back = L, segments = { { 1, 60 } } }
+    local plain = dd.dance.window_set{ latents = z, look_back = L }
+    assert.are.equal(plain:size(), one:size())
+    assert.are.equal(0, max_diff(one:batch{ 1, 17, 56 }, plain:batch{ 1, 17, 56 }))
+    -- auto-conditioning's context before a segment's start is that start repeated:
+    -- sample 27 (target 35, window 31..34), k = 2: its position 3 is predicted
+    -- from ext rows 3..6 of rows 27..34 clamped to 31, i.e. rows 31, 31, 31, 32
+    local model = small_seq("notebook")
+    model.look_back = L
+    model:train()
+    local ac = dd.dance.window_set{ latents = z, look_back = L, segments = { { 1, 30 }, { 31, 60 } }, model = model,
+                                    autocondition = 2 }
+    local xa = ac:batch{ 27 }:clone()
+    model:eval()
+    local ctx = dd.zeros(1, L, 8)
+    ctx[1][1], ctx[1][2], ctx[1][3], ctx[1][4] = z[31], z[31], z[31], z[32]
+    local want = model:forward(ctx):clone()
+    assert.is_true(max_diff(xa[1][3], want[1]) < 1e-6)
+    assert.are.equal(0, max_diff(xa[1][1], z[31]))
+    assert.are.equal(0, max_diff(xa[1][2], z[32]))
+    assert_contains(error_of(dd.dance.window_set, { latents = z, look_back = L, first = 5, segments = { { 1, 30 } } }),
+      "not both")
+    assert_contains(error_of(dd.dance.window_set, { latents = z, look_back = L, segments = { { 1, 30 }, { 31, 34 } } }),
+      "segment 2 must be {first_row, last_row} within 1..60 holding more than look_back = 4 rows, got {31, 34}")
+    assert_contains(error_of(dd.dance.window_set, { latents = z, look_back = L, segments = { { 1, 61 } } }), "segment 1")
+    assert_contains(error_of(dd.dance.window_set, { latents = z, look_back = L, segments = {} }), "option 'segments'")
   end)
 
   it("the latents cache is reused until the autoencoder checkpoint changes", function()
@@ -281,18 +375,7 @@ describe("dd.dance.train_sequence", function()
       pending("dd.dance.load_autoencoder (lua/deepdance/dance/autoencoder.lua) is not there")
       return
     end
-    local dir = tmpdir()
-    local w = dd.data.frame_writer{ channels = 1, height = 16, width = 24 }
-    for i = 1, 60 do
-      local f = dd.ones(1, 16, 24)
-      f:narrow(2, 2 + i % 6, 8):narrow(3, 2 + (i * 3) % 12, 8):fill(0)
-      w:add(f)
-    end
-    w:save(dir .. "/f.safetensors", { format = "deepdance-frames" })
-    local options = { filters = 4, latent = 8, height = 16, width = 24 }
-    local ae = dofile(dd.home .. "/models/autoencoder.lua")(options)
-    os.execute("mkdir -p " .. quote(dir .. "/ae"))
-    dd.nn.save(dir .. "/ae/best.safetensors", ae, { meta = { epoch = 1, model_options = options } })
+    local dir, ae = ae_run()
     local lines = {}
     local capture = { write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end }
     local args = { ae_dir = dir .. "/ae", data = dir .. "/f.safetensors", out = dir .. "/seq", units = {16, 16},
@@ -309,6 +392,34 @@ describe("dd.dance.train_sequence", function()
     assert.are.same({1, 2, 3}, h2.epoch)
     assert.are.equal(h1.val_loss[2], h2.val_loss[2])
     assert_contains(table.concat(lines, "\n"), "latents: reusing")
+  end)
+
+  it("mirror=true trains on the mirrored training frames too, validation on the real ones", function()
+    local dir, ae = ae_run()
+    local lines = {}
+    local args = { ae_dir = dir .. "/ae", data = dir .. "/f.safetensors", out = dir .. "/seq", units = {16, 16},
+      split = 40, epochs = 1, batch_size = 16, seed = SEED, progress = "lines", mirror = true,
+      output = { write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end } }
+    dd.dance.train_sequence(args)
+    local text = table.concat(lines, "\n")
+    -- 40 training latents give 30 windows, and 30 more mirrored; 20 validation latents 10
+    assert_contains(text, "Training on 60 samples, validating on 10")
+    local flipped = dd.load(dir .. "/seq/latents_flip.safetensors").latents
+    ae:eval()
+    local frames = dd.data.frames(dir .. "/f.safetensors")
+    local want = ae.encoder:forward(dd.vision.flip_shift(frames:batch{ 3, 4 }, { flip = true }))
+    assert.is_true(max_diff(flipped:narrow(1, 3, 2), want) < 1e-5)
+    local info = dd.json.decode(io.open(dir .. "/seq/sequence.json"):read("a"))
+    assert.is_true(info.mirror)
+    assert.are.equal(40, info.n_train)
+    args.mirror, lines = nil, {}
+    args.out = dir .. "/plain"
+    dd.dance.train_sequence(args)
+    assert_contains(table.concat(lines, "\n"), "Training on 30 samples, validating on 10")
+    assert_contains(error_of(dd.dance.train_sequence, { latents = sine_latents(50, 8, 23), out = tmpdir(), mirror = true }),
+      "'mirror' encodes the mirrored frames: give 'ae_dir'/'ae' and 'data', not 'latents'")
+    assert_contains(error_of(dd.dance.train_sequence, { latents = sine_latents(50, 8, 23), out = tmpdir(), mirror = 1 }),
+      "option 'mirror'")
   end)
 
   it("a resumed run with auto-conditioning and noise continues exactly", function()

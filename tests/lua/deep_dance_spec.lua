@@ -18,6 +18,10 @@ describe("experiments/deep_dance.lua --preset smoke", function()
                         "seq/eval/report.json", "seq_mdn/eval/report.json", "report.json", "report.md" } do
       assert.is_true(exists(out .. "/" .. f), "missing " .. f)
     end
+    -- the presets train the notebook model on the mirrored dance too, not the MDN
+    assert.is_true(exists(out .. "/seq/latents_flip.safetensors"))
+    assert.is_true(dd.json.decode(io.open(out .. "/seq/sequence.json"):read("a")).mirror)
+    assert.is_nil(dd.json.decode(io.open(out .. "/seq_mdn/sequence.json"):read("a")).mirror)
     local v = dd.video.open(out .. "/gen/dance_sampling.mp4")
     assert.are.equal(11 * 2 + 1, v.frame_count) -- 12 steps, 1 interpolant between each pair
     local report = dd.json.decode(io.open(out .. "/report.json"):read("a"))

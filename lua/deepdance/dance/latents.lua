@@ -21,19 +21,39 @@ local function is_frameset(v)
   return type(v) == "userdata" and not util.is_tensor(v) and type(v.batch) == "function" and type(v.size) == "function"
 end
 
---- encode(ae, frames [, {batch_size=64}]) -> (N, latent)
+--- encode(ae, frames [, {batch_size=64, flip=false}]) -> (N, latent)
+-- flip: every frame mirrored left-right before it is encoded (the mirrored
+-- dance of train_sequence's `mirror`), one batch at a time.
 dance.encode = util.public(function(ae, frames, opts)
   local fn = "dd.dance.encode"
   local encoder = check_ae(fn, ae, "encoder")
-  opts = util.options(fn, opts, { "batch_size" })
+  opts = util.options(fn, opts, { "batch_size", "flip" })
   local bs = util.check(fn, "batch_size", opts.batch_size, "integer", 64)
+  local flip = util.check(fn, "flip", opts.flip, "boolean", false)
   if util.is_tensor(frames) then
     if frames:dim() ~= 4 then error(("%s: frames must be (N, C, H, W), got %s"):format(fn, util.describe(frames)), 0) end
   elseif not is_frameset(frames) then
     error(("%s: frames must be a FrameSet (dd.data.frames) or an (N, C, H, W) Tensor, got %s"):format(fn,
       util.describe(frames)), 0)
   end
-  return dd.predict{ model = encoder, x = frames, batch_size = bs }
+  local x = frames
+  if flip then
+    local source = util.is_tensor(frames) and frames:size(1) or #frames
+    x = {
+      size = function() return source end,
+      batch = function(_, indices)
+        local b
+        if util.is_tensor(frames) then
+          b = dd.zeros(#indices, frames:size(2), frames:size(3), frames:size(4))
+          for k, i in ipairs(indices) do b[k] = frames[i] end
+        else
+          b = frames:batch(indices)
+        end
+        return dd.vision.flip_shift(b, { flip = true })
+      end,
+    }
+  end
+  return dd.predict{ model = encoder, x = x, batch_size = bs }
 end)
 
 --- decode(ae, latents [, {batch_size=64}]) -> (N, 1, H, W)
@@ -93,20 +113,21 @@ local function frames_fingerprint(path)
   return util.fnv1a(tostring(util.file_size(path)) .. "\n" .. util.canonical(header))
 end
 
-local LATENTS_FILE = "latents.safetensors"
-
---- prepare_latents{ae_dir=, ae=, data=, out=, batch_size=64, output=io.stdout} -> latents (N, D), reused
+--- prepare_latents{ae_dir=, ae=, data=, out=, batch_size=64, flip=false, output=io.stdout} -> latents (N, D), reused
 -- ae_dir: the autoencoder's run directory (its best.safetensors); ae: an
 -- autoencoder already loaded (otherwise dd.dance.load_autoencoder(ae_dir)).
 -- data: a frame cache path (or a FrameSet, which is never cached).
 -- out: where latents.safetensors goes (optional: without it nothing is cached).
+-- flip: the frames mirrored left-right (dd.dance.encode's flip), cached apart
+-- in latents_flip.safetensors.
 dance.prepare_latents = util.public(function(opts)
   local fn = "dd.dance.prepare_latents"
-  local o = util.options(fn, opts, { "ae_dir", "ae", "data", "out", "batch_size", "output" })
+  local o = util.options(fn, opts, { "ae_dir", "ae", "data", "out", "batch_size", "flip", "output" })
   local output = o.output or io.stdout
   local function say(text) if output then output:write(text, "\n") end end
   if o.data == nil then error(fn .. ": option 'data' is required (a frame cache path or a FrameSet)", 0) end
   if o.ae == nil and o.ae_dir == nil then error(fn .. ": give 'ae_dir' (or a loaded 'ae')", 0) end
+  local flip = util.check(fn, "flip", o.flip, "boolean", false)
   -- The checkpoint dd.dance.load_autoencoder(ae_dir) reads: best, else last.
   local ae_ck
   if o.ae_dir then
@@ -120,13 +141,13 @@ dance.prepare_latents = util.public(function(opts)
   local want
   if ae_ck and data_path then
     want = { ae_checkpoint = ae_ck, ae_fingerprint = checkpoint_fingerprint(ae_ck), data = data_path,
-             data_fingerprint = frames_fingerprint(data_path) }
+             data_fingerprint = frames_fingerprint(data_path), view = flip and "flip" or "plain" }
   end
-  local cache = o.out and (o.out:gsub("/+$", "") .. "/" .. LATENTS_FILE)
+  local cache = o.out and (o.out:gsub("/+$", "") .. "/" .. (flip and "latents_flip.safetensors" or "latents.safetensors"))
   if cache and want and util.exists(cache) then
     local ok, tensors, meta = pcall(dd.load, cache)
     if ok and tensors.latents and meta.format == "deepdance-latents" and meta.ae_fingerprint == want.ae_fingerprint
-        and meta.data_fingerprint == want.data_fingerprint then
+        and meta.data_fingerprint == want.data_fingerprint and (meta.view or "plain") == want.view then
       say(("latents: reusing %s (%d x %d)"):format(cache, tensors.latents:size(1), tensors.latents:size(2)))
       return tensors.latents, true
     end
@@ -142,8 +163,8 @@ dance.prepare_latents = util.public(function(opts)
   end
   local frames = data_path and dd.data.frames(data_path) or o.data
   local t0 = dd.clock()
-  say(("latents: encoding %d frames..."):format(#frames))
-  local latents = dance.encode(ae, frames, { batch_size = o.batch_size })
+  say(("latents: encoding %d frames%s..."):format(#frames, flip and " mirrored" or ""))
+  local latents = dance.encode(ae, frames, { batch_size = o.batch_size, flip = flip })
   say(("latents: %d x %d in %.1f s"):format(latents:size(1), latents:size(2), dd.clock() - t0))
   if cache then
     util.mkdir(fn, util.dirname(cache) or ".")
