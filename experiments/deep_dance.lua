@@ -33,9 +33,9 @@ if not o then return end
 -- ingest keeps (the same frames as from 6 fps, in 60% of the time), and a
 -- code normalized to unit RMS for the sequence models, whose output layers
 -- start at the data's mean and spread; the notebook model also trains on
--- the mirror image of the training dance (twice the windows: without it, it
--- overfits after 12 epochs and predicts the next frame worse than repeating
--- the last one); the MDN (10 components) has its
+-- the mirror image of the training dance (twice the windows: without it,
+-- its validation loss stops falling after 14 epochs and it predicts the next
+-- frame worse than repeating the last one); the MDN (10 components) has its
 -- sigmas floored and its training inputs jittered, which keeps its samples on
 -- plausible poses, its learning rate decays along a cosine, and its sampling
 -- temperature is calibrated on validation runs (docs/pipeline.md has the

@@ -15,9 +15,9 @@
 -- is a second training sequence with windows of its own: twice the training
 -- windows, validation on the real frames as before. On the demo's 2160
 -- frames it lowers the notebook model's best validation loss from 0.124 to
--- 0.112-0.113 and lifts its decoded next-frame IoU above the repeat-last-
--- frame baseline on every seed tried (docs/pipeline.md). An epoch takes twice
--- as long.
+-- 0.112 and lifts its decoded next-frame IoU above the repeat-last-frame
+-- baseline on every seed tried (docs/pipeline.md). An epoch takes twice as
+-- long.
 --
 -- Auto-conditioning (Li et al. 2018), option autocondition = k: in a training
 -- window of L inputs (positions 1..L, oldest first), positions are taken in
