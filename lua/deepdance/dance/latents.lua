@@ -37,20 +37,12 @@ dance.encode = util.public(function(ae, frames, opts)
       util.describe(frames)), 0)
   end
   local x = frames
-  if flip then
-    local source = util.is_tensor(frames) and frames:size(1) or #frames
+  if flip and util.is_tensor(frames) then -- already in memory: mirrored in one call
+    x = dd.vision.flip_shift(frames, { flip = true })
+  elseif flip then -- a frame cache: mirrored one batch at a time
     x = {
-      size = function() return source end,
-      batch = function(_, indices)
-        local b
-        if util.is_tensor(frames) then
-          b = dd.zeros(#indices, frames:size(2), frames:size(3), frames:size(4))
-          for k, i in ipairs(indices) do b[k] = frames[i] end
-        else
-          b = frames:batch(indices)
-        end
-        return dd.vision.flip_shift(b, { flip = true })
-      end,
+      size = function() return #frames end,
+      batch = function(_, indices) return dd.vision.flip_shift(frames:batch(indices), { flip = true }) end,
     }
   end
   return dd.predict{ model = encoder, x = x, batch_size = bs }
