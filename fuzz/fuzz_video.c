@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         break;
     case 1:
-        FUZZ_CHECK(video_sample_start(v, 3.0, err, sizeof err) == 0 || fuzz_nonempty(err));
+        FUZZ_CHECK(video_sample_start(v, 3.0, -1, err, sizeof err) == 0 || fuzz_nonempty(err));
         while (frames < MAX_FRAMES && (r = video_sample_next(v, &t, err, sizeof err)) == 1) {
             convert(v, in);
             frames++;

@@ -112,17 +112,19 @@ static int frames_next(lua_State *L) {
                       t, fn);
 }
 
-/* v:frames{fps = f, size = {h, w}}: both optional; without fps every frame. */
+/* v:frames{fps = f, size = {h, w}, workers = n}: all optional; without fps
+ * every frame; workers: decoders at once (default one per core), see
+ * video_sample_start. */
 static int m_frames(lua_State *L) {
     const char *fn = "Video:frames";
     Video *v = lvideo_open_check(L, 1, fn);
     LVideo *u = lua_touserdata(L, 1);
     double fps = 0;
-    int h = u->info.height, w = u->info.width;
+    int h = u->info.height, w = u->info.width, workers = -1;
     if (!lua_isnoneornil(L, 2)) {
         if (!lua_istable(L, 2)) return dd_error(L, "%s: expected an options table, got %s", fn, luaL_typename(L, 2));
-        static const char *const known[] = {"fps", "size", NULL};
-        check_options(L, 2, fn, known, "fps, size");
+        static const char *const known[] = {"fps", "size", "workers", NULL};
+        check_options(L, 2, fn, known, "fps, size, workers");
         if (lua_getfield(L, 2, "fps") != LUA_TNIL) {
             int isnum;
             fps = lua_tonumberx(L, -1, &isnum);
@@ -141,10 +143,12 @@ static int m_frames(lua_State *L) {
             lua_pop(L, 2);
         }
         lua_pop(L, 1);
+        if (lua_getfield(L, 2, "workers") != LUA_TNIL) workers = (int)larg_int(L, -1, "Video:frames: workers", 0, 8);
+        lua_pop(L, 1);
     }
     char err[VIDEO_ERR_LEN];
     u->generation++;
-    if (video_sample_start(v, fps, err, sizeof err) < 0) return dd_error(L, "%s: %s", fn, err);
+    if (video_sample_start(v, fps, workers, err, sizeof err) < 0) return dd_error(L, "%s: %s", fn, err);
     lua_pushvalue(L, 1);
     lua_pushinteger(L, (lua_Integer)u->generation);
     lua_pushinteger(L, h);
@@ -215,7 +219,8 @@ static int video_index(lua_State *L) {
         int64_t decoded = 0, skipped = 0;
         if (u->v) video_stats(u->v, &decoded, &skipped);
         lua_pushinteger(L, k[7] == 'd' ? decoded : skipped);
-    } else lua_pushnil(L);
+    } else if (strcmp(k, "decoders") == 0) lua_pushinteger(L, u->v ? video_decoders(u->v) : 0);
+    else lua_pushnil(L);
     return 1;
 }
 
@@ -348,6 +353,15 @@ static int writer_tostring(lua_State *L) {
     return 1;
 }
 
+/* dd.video.set_decoder_threads(n): frame threads of one decoder in videos
+ * opened afterwards; 0 (the default) for three per core. With 1, decoding a
+ * damaged file is deterministic (frame threads conceal errors depending on
+ * timing). */
+static int l_set_decoder_threads(lua_State *L) {
+    video_set_decoder_threads((int)larg_int(L, 1, "dd.video.set_decoder_threads: n", 0, 64));
+    return 0;
+}
+
 void bind_video_open(lua_State *L, int dd) {
     dd = lua_absindex(L, dd);
     video_log_init();
@@ -380,7 +394,8 @@ void bind_video_open(lua_State *L, int dd) {
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
 
-    static const luaL_Reg fns[] = {{"open", l_open}, {"writer", l_writer}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"open", l_open}, {"writer", l_writer},
+                                   {"set_decoder_threads", l_set_decoder_threads}, {NULL, NULL}};
     luaL_getsubtable(L, dd, "video");
     luaL_setfuncs(L, fns, 0);
     lua_pop(L, 1);

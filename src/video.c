@@ -17,6 +17,7 @@
  * H.264, a non-reference frame that the timestamps prove can never be chosen
  * is not decoded at all. */
 #include "video.h"
+#include "video_private.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -153,66 +154,6 @@ FpsAction fps_step(FpsState *s, int64_t *out_pts) {
 
 /* ---- reading ---- */
 
-enum {
-    PACKET_QUEUE = 16,          /* look-ahead for packet_skippable */
-    RECENT_PTS = 32,
-};
-
-/* How decoded (coded-orientation) pixels map to displayed ones: for output
- * pixel (r, c), swap to (c, r) if transpose, then mirror the source row
- * and/or column. */
-typedef struct Orientation {
-    int transpose, flip_rows, flip_cols;
-} Orientation;
-
-struct Video {
-    char *path;
-    AVFormatContext *fmt;
-    AVCodecContext *dec;
-    int stream;
-    AVRational tb;              /* the stream's time base */
-    int64_t ts_offset;          /* added to every timestamp: minus the start time */
-    int64_t default_dur_av;     /* one frame at the average rate, AV_TIME_BASE units */
-    AVPacket *queue[PACKET_QUEUE]; /* video packets read ahead, oldest at q_head */
-    int q_head, q_len;
-    int64_t recent_pts[RECENT_PTS]; /* packet pts already passed on (offset applied) */
-    int recent_pos;
-    int flushed;                /* the decoder was sent the end-of-stream packet */
-    int h264_nal_len;           /* H.264: NAL length size (0 = Annex B); -1 other codecs */
-    int skip_ok;                /* frames come out in pts order with pts as their time */
-    int64_t last_out_pts;
-    int64_t frames_skipped;
-    AVFrame *frame;             /* scratch for the decoder */
-    AVFrame *out;               /* the frame handed out last (what to_float converts) */
-    AVFrame *held[2];           /* the sampler's buffered frames, aligned with fps.pts */
-    AVFrame *cand, *lookahead;  /* seeking: best frame so far, and the one after it */
-    int has_cand, has_lookahead;
-
-    int demux_eof;
-    int at_start;               /* no packet read since the input was opened */
-    int64_t frames_decoded;     /* since video_open, across rewinds */
-    int last_error;             /* last decode/demux error, reported if no frame decodes */
-    int consecutive_errors;     /* decoder errors without new input in between */
-    int64_t next_pts_av;        /* end of the last decoded frame (ffmpeg's ist->next_pts) */
-
-    int sampling;               /* video_sample_next resamples (fps > 0) */
-    AVRational out_tb;          /* 1 / fps */
-    FpsState fps;
-    int seeking;
-    int64_t seek_target;        /* in tb, offset applied */
-
-    struct SwsContext *sws;
-    int sws_colorspace, sws_range;
-    uint8_t *rgb;               /* RGB24 conversion target */
-    size_t rgb_size;
-    float byte_to_float[256];   /* i / 255 */
-
-    Orientation orient;
-    VideoInfo info;
-    /* FFmpeg's own opener, called by io_open_self for the file itself */
-    int (*io_open_default)(AVFormatContext *s, AVIOContext **pb, const char *url, int flags, AVDictionary **opts);
-    char refused[160];          /* the first other file the input asked to open */
-};
 
 /* ffmpeg's get_rotation (fftools/cmdutils.c): the clockwise angle the frame
  * must turn, in [0, 360). */
@@ -336,7 +277,7 @@ static int input_open(Video *v, int fill_info, char *err, size_t errlen) {
      * the decoder stalls whenever the caller works (measured on 2 cores:
      * ingest at 0.93x the ffmpeg CLI with two per core, 1.0x with three). */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int forced = atomic_load(&decoder_threads);
+    int forced = v->threads > 0 ? v->threads : atomic_load(&decoder_threads);
     v->dec->thread_count = forced > 0 ? forced : (int)(cores > 0 ? (cores * 3 > 16 ? 16 : cores * 3) : 0);
     long long most = atomic_load(&max_pixels);
     if (most > 0) v->dec->max_pixels = most;
@@ -388,6 +329,7 @@ static int input_open(Video *v, int fill_info, char *err, size_t errlen) {
 
 void video_close(Video *v) {
     if (!v) return;
+    parallel_stop(v);
     input_close(v);
     for (int i = 0; i < PACKET_QUEUE; i++) av_packet_free(&v->queue[i]);
     av_frame_free(&v->frame);
@@ -402,7 +344,7 @@ void video_close(Video *v) {
     free(v);
 }
 
-Video *video_open(const char *path, char *err, size_t errlen) {
+Video *video_open_threads(const char *path, int threads, char *err, size_t errlen) {
     log_clear();
     Video *v = calloc(1, sizeof *v);
     if (!v || !(v->path = strdup(path))) {
@@ -410,6 +352,10 @@ Video *video_open(const char *path, char *err, size_t errlen) {
         fail_msg(err, errlen, path, "out of memory");
         return NULL;
     }
+    v->threads = threads;
+    v->cur_seg = -1;
+    v->read_after = AV_NOPTS_VALUE;
+    v->decoders = 1;
     int packets_ok = 1;
     for (int i = 0; i < PACKET_QUEUE; i++) packets_ok &= (v->queue[i] = av_packet_alloc()) != NULL;
     v->frame = av_frame_alloc();
@@ -432,14 +378,21 @@ Video *video_open(const char *path, char *err, size_t errlen) {
     return v;
 }
 
+Video *video_open(const char *path, char *err, size_t errlen) { return video_open_threads(path, 0, err, errlen); }
+
 const VideoInfo *video_info(const Video *v) { return &v->info; }
 
+int video_decoders(const Video *v) { return v->decoders; }
+
 void video_stats(const Video *v, int64_t *decoded, int64_t *skipped) {
-    *decoded = v->frames_decoded;
-    *skipped = v->frames_skipped;
+    parallel_stats(v, decoded, skipped);
+    *decoded += v->frames_decoded;
+    *skipped += v->frames_skipped;
 }
 
 static void drop_buffered(Video *v) {
+    parallel_stop(v);
+    v->read_after = AV_NOPTS_VALUE;
     av_frame_unref(v->held[0]);
     av_frame_unref(v->held[1]);
     av_frame_unref(v->cand);
@@ -467,6 +420,8 @@ static int rewind_input(Video *v, char *err, size_t errlen) {
 
 /* Tops the look-ahead queue up with video packets. A read error ends the
  * input like ffmpeg does (the frames so far stand) and is remembered. */
+static void segment_assign(Video *v, int slot);
+
 static void queue_fill(Video *v) {
     while (!v->demux_eof && v->q_len < PACKET_QUEUE) {
         AVPacket *p = v->queue[(v->q_head + v->q_len) % PACKET_QUEUE];
@@ -478,25 +433,33 @@ static void queue_fill(Video *v) {
             v->demux_eof = 1;
             break;
         }
-        if (p->stream_index != v->stream) av_packet_unref(p);
-        else v->q_len++;
+        if (p->stream_index != v->stream) {
+            av_packet_unref(p);
+            continue;
+        }
+        if (v->seg_n > 0) segment_assign(v, (v->q_head + v->q_len) % PACKET_QUEUE);
+        v->q_len++;
     }
 }
 
-/* 1 when an H.264 access unit holds only non-reference slices (nal_ref_idc
- * 0), plus at most SEI, delimiter or filler units: no other frame reads it,
- * and dropping it loses no parameter set. nal_len is the NAL length size,
- * 0 for Annex B start codes. */
-static int h264_disposable(const uint8_t *d, int size, int nal_len) {
-    int slices = 0, i = 0;
+/* The NAL unit types of an H.264 access unit, as bits NAL_BIT(type), plus
+ * H264_REF_SLICE when a slice (type 1 or 5) has nal_ref_idc > 0, and
+ * H264_MALFORMED when the units cannot be walked. nal_len is the NAL length
+ * size, 0 for Annex B start codes. */
+#define NAL_BIT(t) (UINT64_C(1) << (t))
+#define H264_REF_SLICE (UINT64_C(1) << 32)
+#define H264_MALFORMED (UINT64_C(1) << 33)
+static uint64_t h264_units(const uint8_t *d, int size, int nal_len) {
+    uint64_t units = 0;
+    int i = 0;
     while (i < size) {
         int start, end;
         if (nal_len > 0) {
-            if (size - i < nal_len) return 0;
+            if (size - i < nal_len) return units | H264_MALFORMED;
             uint32_t n = 0;
             for (int k = 0; k < nal_len; k++) n = n << 8 | d[i + k];
             start = i + nal_len;
-            if (n == 0 || n > (uint32_t)(size - start)) return 0;
+            if (n == 0 || n > (uint32_t)(size - start)) return units | H264_MALFORMED;
             end = start + (int)n;
         } else {
             while (i + 3 <= size && !(d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1)) i++;
@@ -506,18 +469,77 @@ static int h264_disposable(const uint8_t *d, int size, int nal_len) {
             while (end + 3 <= size && !(d[end] == 0 && d[end + 1] == 0 && (d[end + 2] == 1 || d[end + 2] == 0)))
                 end++;
             if (end + 3 > size) end = size;
-            if (start >= end) return 0;
+            if (start >= end) return units | H264_MALFORMED;
         }
         int type = d[start] & 0x1f, ref_idc = (d[start] >> 5) & 3;
-        if (type == 1) {
-            if (ref_idc != 0) return 0;
-            slices++;
-        } else if (type != 6 && type != 9 && type != 12) {
-            return 0;   /* IDR, parameter sets, extensions, ...: keep */
-        }
+        units |= NAL_BIT(type);
+        if ((type == 1 || type == 5) && ref_idc != 0) units |= H264_REF_SLICE;
         i = end;
     }
-    return slices > 0;
+    return units;
+}
+
+/* 1 when an H.264 access unit holds only non-reference slices (nal_ref_idc
+ * 0), plus at most SEI, delimiter or filler units: no other frame reads it,
+ * and dropping it loses no parameter set. */
+static int h264_disposable(const uint8_t *d, int size, int nal_len) {
+    const uint64_t allowed = NAL_BIT(1) | NAL_BIT(6) | NAL_BIT(9) | NAL_BIT(12);
+    uint64_t units = h264_units(d, size, nal_len);
+    return (units & NAL_BIT(1)) && !(units & ~allowed);
+}
+
+/* Whether every parameter set (SPS, PPS) inside an access unit is one of
+ * the container's (avcC extradata), byte for byte: then a decoder that never
+ * sees the packet loses nothing. Extension and subset SPS never pass. */
+static int h264_parameter_sets_known(const Video *v, const uint8_t *d, int size) {
+    const AVCodecParameters *par = v->fmt->streams[v->stream]->codecpar;
+    const uint8_t *x = par->extradata;
+    const int nal_len = v->h264_nal_len, xsize = par->extradata_size;
+    for (int i = 0; i + nal_len <= size;) {
+        uint32_t n = 0;
+        for (int k = 0; k < nal_len; k++) n = n << 8 | d[i + k];
+        const uint8_t *nal = d + i + nal_len;
+        if (n == 0 || n > (uint32_t)(size - i - nal_len)) return 0;
+        i += nal_len + (int)n;
+        int type = nal[0] & 0x1f;
+        if (type == 13 || type == 15) return 0;
+        if (type != 7 && type != 8) continue;
+        /* avcC: 5 header bytes, SPS count (low 5 bits) and sets, PPS count and sets */
+        int found = 0, at = 5;
+        for (int list = 0; list < 2 && !found && at < xsize; list++) {
+            int count = list == 0 ? x[at] & 0x1f : x[at];
+            at++;
+            for (int s = 0; s < count && at + 2 <= xsize; s++) {
+                int len = x[at] << 8 | x[at + 1];
+                at += 2;
+                if (at + len > xsize) break;
+                if ((uint32_t)len == n && memcmp(x + at, nal, n) == 0) found = 1;
+                at += len;
+            }
+        }
+        if (!found) return 0;
+    }
+    return 1;
+}
+
+/* Segment mode (a decoder of video_parallel.c): a segment starts at an IDR
+ * access unit at least SEGMENT_MIN_PACKETS packets after the previous start.
+ * Every decoder reads every packet, so all number the segments alike. A
+ * parameter set inside a packet that differs from the container's would be
+ * missed by the decoders that skip that packet's segment: unsafe. */
+static void segment_assign(Video *v, int slot) {
+    const AVPacket *p = v->queue[slot];
+    uint64_t units = h264_units(p->data, p->size, v->h264_nal_len);
+    if ((units & H264_MALFORMED) ||
+        ((units & (NAL_BIT(7) | NAL_BIT(8) | NAL_BIT(13) | NAL_BIT(15))) &&
+         !h264_parameter_sets_known(v, p->data, p->size)))
+        v->seg_unsafe = 1;
+    if ((units & NAL_BIT(5)) && (p->flags & AV_PKT_FLAG_KEY) && v->seg_packets >= SEGMENT_MIN_PACKETS) {
+        v->seg_index++;
+        v->seg_packets = 0;
+    }
+    v->seg_packets++;
+    v->q_seg[slot] = v->seg_index;
 }
 
 /* Whether the packet at the head of the queue can be left undecoded: while
@@ -569,6 +591,75 @@ static void feed_decoder(Video *v) {
     int r = avcodec_send_packet(v->dec, p);
     av_packet_unref(p);
     if (r < 0 && r != AVERROR(EAGAIN)) v->last_error = r;
+}
+
+/* ---- segment mode (the decoders of video_parallel.c) ---- */
+
+void video_segment_mode(Video *v, int worker, int workers, AVRational out_tb) {
+    v->seg_n = workers;
+    v->seg_w = worker;
+    v->seg_index = 0;
+    v->seg_packets = 0;
+    v->cur_seg = -1;
+    v->out_tb = out_tb;
+    v->sampling = 1;   /* packet_skippable applies */
+}
+
+int video_segment_next(Video *v, int64_t *seg) {
+    for (;;) {
+        if (v->seg_unsafe) return SEG_UNSAFE;
+        int r = avcodec_receive_frame(v->dec, v->frame);
+        if (r >= 0) {
+            AVFrame *f = v->frame;
+            v->frames_decoded++;
+            int64_t pts = f->best_effort_timestamp;
+            /* A concealed error may borrow pixels from a frame before the
+             * segment: only one decoder over the whole file has those. */
+            if (pts == AV_NOPTS_VALUE || f->pts != pts || f->decode_error_flags || (f->flags & AV_FRAME_FLAG_CORRUPT) ||
+                (v->last_out_pts != AV_NOPTS_VALUE && pts + v->ts_offset <= v->last_out_pts))
+                return SEG_UNSAFE;
+            f->best_effort_timestamp = f->pts = pts + v->ts_offset;
+            v->last_out_pts = f->pts;
+            v->next_pts_av = av_rescale_q(f->pts, v->tb, AV_TIME_BASE_Q) +
+                             (f->pkt_duration > 0 ? av_rescale_q(f->pkt_duration, v->tb, AV_TIME_BASE_Q)
+                                                  : v->default_dur_av);
+            *seg = v->cur_seg;
+            return SEG_FRAME;
+        }
+        if (r == AVERROR_EOF) {   /* the own segment is drained */
+            *seg = v->cur_seg;
+            avcodec_flush_buffers(v->dec);
+            v->flushed = 0;
+            v->cur_seg = -1;
+            return SEG_END;
+        }
+        if (r != AVERROR(EAGAIN) || v->flushed) return SEG_UNSAFE;   /* a damaged frame */
+        queue_fill(v);
+        if (v->seg_unsafe || v->last_error) return SEG_UNSAFE;
+        if (v->q_len == 0 || (v->cur_seg >= 0 && v->q_seg[v->q_head] != v->cur_seg)) {
+            if (v->cur_seg < 0) return SEG_EOF;
+            avcodec_send_packet(v->dec, NULL);   /* the own segment ends: drain it */
+            v->flushed = 1;
+            continue;
+        }
+        int64_t s = v->q_seg[v->q_head];
+        AVPacket *p = v->queue[v->q_head];
+        int own = s % v->seg_n == v->seg_w;
+        int skip = !own || packet_skippable(v);
+        v->recent_pos = (v->recent_pos + 1) % RECENT_PTS;
+        v->recent_pts[v->recent_pos] = p->pts == AV_NOPTS_VALUE ? AV_NOPTS_VALUE : p->pts + v->ts_offset;
+        v->q_head = (v->q_head + 1) % PACKET_QUEUE;
+        v->q_len--;
+        if (skip) {
+            if (own) v->frames_skipped++;
+            av_packet_unref(p);
+            continue;
+        }
+        v->cur_seg = s;
+        r = avcodec_send_packet(v->dec, p);
+        av_packet_unref(p);
+        if (r < 0) return SEG_UNSAFE;
+    }
 }
 
 /* The next decoded frame into v->frame, with pts set (offset applied) and
@@ -626,8 +717,24 @@ static void hand_out(Video *v, AVFrame *src, double *t) {
     *t = v->out->pts * av_q2d(v->tb);
 }
 
+static int seek_to_key_frame(Video *v, int64_t target, double seconds);
+
+/* read() after sampling goes on from the first frame after the last one
+ * handed out, on this Video's own decoder (from a key frame before it, or
+ * from the start), whether the sampler ran on it or on segment decoders. */
+static int continue_after_sampling(Video *v, char *err, size_t errlen) {
+    int64_t last = v->out->data[0] ? v->out->pts : AV_NOPTS_VALUE;
+    drop_buffered(v);
+    if (last == AV_NOPTS_VALUE) return v->at_start && v->dec ? 0 : reopen_input(v, err, errlen);
+    if (!v->dec || seek_to_key_frame(v, last, last * av_q2d(v->tb)) < 0)
+        if (reopen_input(v, err, errlen) < 0) return -1;
+    v->read_after = last;
+    return 0;
+}
+
 int video_read(Video *v, double *t, char *err, size_t errlen) {
     log_clear();
+    if (v->sampling && continue_after_sampling(v, err, errlen) < 0) return -1;
     v->sampling = 0;
     if (v->has_lookahead) {
         v->has_lookahead = 0;
@@ -652,6 +759,12 @@ int video_read(Video *v, double *t, char *err, size_t errlen) {
             return 0;
         }
         if (!v->seeking) {
+            int64_t pts = v->frame->best_effort_timestamp;
+            if (v->read_after != AV_NOPTS_VALUE && pts != AV_NOPTS_VALUE && pts <= v->read_after) {
+                av_frame_unref(v->frame);
+                continue;
+            }
+            v->read_after = AV_NOPTS_VALUE;
             hand_out(v, v->frame, t);
             return 1;
         }
@@ -717,16 +830,73 @@ int video_seek(Video *v, double seconds, char *err, size_t errlen) {
     return 0;
 }
 
-int video_sample_start(Video *v, double fps, char *err, size_t errlen) {
+/* Whether sampling at fps can run on segment decoders: H.264 with its
+ * parameter sets in the container (checked again packet by packet), at most
+ * half the frame rate (a decoder passes on only the frames that can be
+ * chosen), and enough key frames in the index for every decoder. */
+static int segments_worthwhile(const Video *v, double fps, int workers) {
+    if (workers < 2 || v->h264_nal_len <= 0 || !(v->info.fps >= 2 * fps)) return 0;
+    if (v->info.frame_count < (int64_t)2 * workers * SEGMENT_MIN_PACKETS) return 0;
+    AVStream *st = v->fmt->streams[v->stream];
+    int n = avformat_index_get_entries_count(st), keys = 0;
+    for (int i = 0; i < n && keys < 2 * workers; i++) {
+        const AVIndexEntry *e = avformat_index_get_entry(st, i);
+        if (e && (e->flags & AVINDEX_KEYFRAME)) keys++;
+    }
+    return keys >= 2 * workers;
+}
+
+int video_sample_start(Video *v, double fps, int workers, char *err, size_t errlen) {
     log_clear();
     if (!(fps >= 0) || !isfinite(fps)) return fail_msg(err, errlen, v->path, "fps must be a positive number");
     if (rewind_input(v, err, errlen) < 0) return -1;
+    v->emitted = v->replay_skip = 0;
+    v->decoders = 1;
+    av_frame_unref(v->out);   /* read() after this continues after frames handed out from now on */
     if (fps > 0) {
         /* vf_fps: frame_rate = av_d2q(fps, INT_MAX), time base its inverse. */
         v->out_tb = av_inv_q(av_d2q(fps, INT32_MAX));
         v->sampling = 1;
+        if (workers < 0) {
+            long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            workers = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
+        }
+        /* Any failure to start them leaves this Video on its own decoder. */
+        if (v->dec && segments_worthwhile(v, fps, workers) && parallel_start(v, workers) == 0) v->decoders = workers;
     }
     return 0;
+}
+
+/* The segment decoders cannot go on (see video_segment_next): this Video's
+ * own decoder samples again from the start, and the frames handed out so far
+ * are produced again without being handed out. */
+static int fall_back_to_one_decoder(Video *v, char *err, size_t errlen) {
+    parallel_stop(v);
+    v->decoders = 1;
+    av_frame_unref(v->held[0]);
+    av_frame_unref(v->held[1]);
+    fps_init(&v->fps);
+    v->replay_skip = v->emitted;
+    v->emitted = 0;
+    v->next_pts_av = AV_NOPTS_VALUE;
+    v->last_out_pts = AV_NOPTS_VALUE;
+    if (!v->at_start) return reopen_input(v, err, errlen);
+    return 0;
+}
+
+/* The next frame for the sampler, from the segment decoders or this Video's
+ * own: 1 (in v->frame), 0 at the end, -1 on error. */
+static int sample_input(Video *v, char *err, size_t errlen) {
+    if (v->par) {
+        int64_t end_av;
+        int r = parallel_next(v, v->frame, &end_av);
+        if (r != SEG_UNSAFE) {
+            if (r == 1) v->next_pts_av = end_av;
+            return r;
+        }
+        if (fall_back_to_one_decoder(v, err, errlen) < 0) return -1;
+    }
+    return decode_next(v, err, errlen);
 }
 
 static int64_t to_out_tb(const Video *v, int64_t pts) {
@@ -741,7 +911,7 @@ int video_sample_next(Video *v, double *t, char *err, size_t errlen) {
         int64_t out_pts;
         switch (fps_step(&v->fps, &out_pts)) {
         case FPS_NEED_INPUT: {
-            int r = decode_next(v, err, errlen);
+            int r = sample_input(v, err, errlen);
             if (r < 0) return -1;
             if (r == 0) {
                 /* ffmpeg sends EOF at the end of the last frame, converted
@@ -766,6 +936,11 @@ int video_sample_next(Video *v, double *t, char *err, size_t errlen) {
             break;
         }
         case FPS_EMIT: {
+            if (v->replay_skip > 0) {   /* handed out before a fall back */
+                v->replay_skip--;
+                break;
+            }
+            v->emitted++;
             av_frame_unref(v->out);
             int r = av_frame_ref(v->out, v->held[0]);
             if (r < 0) return fail_av(err, errlen, v->path, "cannot reference a frame", r);

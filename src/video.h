@@ -67,8 +67,13 @@ int video_read(Video *v, double *t, char *err, size_t errlen);
 int video_seek(Video *v, double seconds, char *err, size_t errlen);
 
 /* Restarts from the beginning of the file and samples at fps frames per
- * second (fps > 0), or returns every frame when fps == 0. */
-int video_sample_start(Video *v, double fps, char *err, size_t errlen);
+ * second (fps > 0), or returns every frame when fps == 0. With workers >= 2
+ * (-1: one per core, at most 8) an H.264 file sampled at no more than half
+ * its frame rate is decoded by that many decoders at once, each on its own
+ * segments between IDR frames (video_parallel.c); the frames are the same,
+ * bit for bit, as with one decoder (workers 0 or 1), which is also what any
+ * other file gets, and where a file turns out not to allow segments. */
+int video_sample_start(Video *v, double fps, int workers, char *err, size_t errlen);
 /* The next sampled frame: 1 with its time in *t (k / fps from the first
  * frame's rounded time), 0 at the end, -1 on error. */
 int video_sample_next(Video *v, double *t, char *err, size_t errlen);
@@ -76,6 +81,9 @@ int video_sample_next(Video *v, double *t, char *err, size_t errlen);
 /* Frames decoded, and frames left undecoded because they could not be
  * chosen, since video_open. */
 void video_stats(const Video *v, int64_t *decoded, int64_t *skipped);
+/* Decoders of the current sampling: n while segment decoders run (or ran
+ * to the end), 1 otherwise, and after a fall back to one decoder. */
+int video_decoders(const Video *v);
 
 /* Converts the frame last returned by video_read or video_sample_next into
  * dst, (3, out_h, out_w) planar RGB in [0, 1]; out_h and out_w are in the

@@ -109,6 +109,14 @@ local CLIPS = {
   {"h264.ts", SRC .. "-c:v libx264 -pix_fmt yuv420p"},
   {"ntsc.mp4", "-f lavfi -i testsrc2=size=320x240:rate=30000/1001 -t 4 -c:v libx264 -pix_fmt yuv420p"},
 }
+-- Segment decoding (frames{workers = n}) needs H.264 with IDR frames often
+-- enough: a key frame every half second, 10 s. "ps_same.mp4" and
+-- "ps_new.mp4" are two such clips joined, the second with its parameter sets
+-- inside the packets too (dump_extra): the same sets as the container's, or
+-- new ones (main profile) that segment decoders skipping those packets would
+-- miss: there they must hand over to one decoder.
+local GOP = "-f lavfi -i testsrc2=size=320x240:rate=30 -t 10 -c:v libx264 -pix_fmt yuv420p -g 15 "
+CLIPS[#CLIPS + 1] = {"gop.mp4", GOP}
 -- Rotated copies of h264.mp4 (display matrix written by the mp4 muxer).
 local ROTATED = {"rot90.mp4", "rot180.mp4", "rot270.mp4"}
 
@@ -117,6 +125,12 @@ setup(function()
   os.remove(dir)
   assert(os.execute("mkdir -p " .. quote(dir)))
   for _, c in ipairs(CLIPS) do ffmpeg(c[2] .. " " .. quote(dir .. "/" .. c[1])) end
+  for name, extra in pairs{ps_same = "", ps_new = "-profile:v main "} do
+    ffmpeg(GOP .. extra .. "-bsf:v dump_extra=freq=keyframe " .. quote(dir .. "/" .. name .. "_2.mp4"))
+    spit(dir .. "/" .. name .. ".txt", "file 'gop.mp4'\nfile '" .. name .. "_2.mp4'\n")
+    ffmpeg("-f concat -safe 0 -i " .. quote(dir .. "/" .. name .. ".txt") .. " -c copy " ..
+           quote(dir .. "/" .. name .. ".mp4"))
+  end
   for _, name in ipairs(ROTATED) do
     local deg = name:match("rot(%d+)")
     ffmpeg("-i " .. quote(dir .. "/h264.mp4") .. " -c copy -metadata:s:v:0 rotate=" .. deg .. " " ..
@@ -138,7 +152,7 @@ local function check_against_ffmpeg(name, fps, opts)
   local fs = W * H * 3
   assert.are.equal(0, #ref % fs)
   local n, worst = 0, 0
-  for frame, t in v:frames{fps = fps} do
+  for frame, t in v:frames{fps = fps, workers = opts and opts.workers} do
     n = n + 1
     assert.are.same({3, H, W}, frame:shape())
     if n <= #ref // fs then
@@ -153,6 +167,7 @@ local function check_against_ffmpeg(name, fps, opts)
   if opts and opts.skipped then
     assert.is_true(v.frames_skipped > 0, name .. ": expected undecoded non-reference frames")
   end
+  if opts and opts.decoders then assert.are.equal(opts.decoders, v.decoders, name .. ": decoders") end
   v:close()
 end
 
@@ -174,6 +189,132 @@ describe("other rates", function()
   it("fps = 2 on the GIF and fps = 29.97 on the NTSC clip", function()
     check_against_ffmpeg("anim.gif", 2)
     check_against_ffmpeg("ntsc.mp4", 29.97)
+  end)
+end)
+
+-- Every sampled frame and time of path at fps with the given workers.
+local function sample_all(path, fps, workers)
+  local v = dd.video.open(path)
+  local frames, times = {}, {}
+  for f, t in v:frames{fps = fps, workers = workers} do
+    frames[#frames + 1], times[#times + 1] = f, t
+  end
+  return frames, times, v
+end
+
+local function assert_same_frames(a, ta, b, tb, what)
+  assert.are.equal(#a, #b, what .. ": frame count")
+  for i = 1, #a do
+    assert.are.equal(ta[i], tb[i], what .. ": time of frame " .. i)
+    assert.are.equal(0, (a[i] - b[i]):abs():max(), what .. ": pixels of frame " .. i)
+  end
+end
+
+describe("frames{workers = n}: segment decoders", function()
+  it("run on an H.264 clip with frequent IDR frames and match ffmpeg at 1, 3 and 7.5 fps", function()
+    for _, fps in ipairs{1, 3, 7.5} do check_against_ffmpeg("gop.mp4", fps, {workers = 2, decoders = 2}) end
+    check_against_ffmpeg("gop.mp4", 3, {workers = 3, decoders = 3})
+  end)
+  it("give the frames of one decoder bit for bit, and decode and skip the same frames", function()
+    local path = dir .. "/gop.mp4"
+    for _, fps in ipairs{3, 7.5} do
+      local a, ta, va = sample_all(path, fps, 0)
+      local b, tb, vb = sample_all(path, fps, 2)
+      assert.are.equal(1, va.decoders)
+      assert.are.equal(2, vb.decoders)
+      assert_same_frames(a, ta, b, tb, "gop.mp4 at " .. fps .. " fps")
+      assert.are.equal(va.frames_decoded, vb.frames_decoded)
+      assert.are.equal(va.frames_skipped, vb.frames_skipped)
+      assert.are.equal(300, vb.frames_decoded + vb.frames_skipped)
+    end
+  end)
+  it("are not used where they cannot help: one decoder for sampling above half the rate, other codecs, few key frames",
+     function()
+    for _, c in ipairs{{"gop.mp4", 20}, {"vp9.webm", 3}, {"h264.mp4", 3}} do
+      local _, _, v = sample_all(dir .. "/" .. c[1], c[2], 2)
+      assert.are.equal(1, v.decoders, c[1] .. " at " .. c[2] .. " fps")
+    end
+  end)
+  it("keep going through packets that repeat the container's parameter sets", function()
+    check_against_ffmpeg("ps_same.mp4", 3, {workers = 2, decoders = 2})
+  end)
+  it("hand over to one decoder mid-way at new parameter sets, with nothing lost or repeated", function()
+    local path = dir .. "/ps_new.mp4"
+    local v = dd.video.open(path)
+    local it = v:frames{fps = 3, workers = 2}
+    local first, t1 = it()
+    assert.are.equal(2, v.decoders)
+    local b, tb = {first}, {t1}
+    for f, t in it do b[#b + 1], tb[#tb + 1] = f, t end
+    assert.are.equal(1, v.decoders)
+    local a, ta = sample_all(path, 3, 0)
+    assert.are.equal(60, #a)
+    assert_same_frames(a, ta, b, tb, "ps_new.mp4")
+    check_against_ffmpeg("ps_new.mp4", 3, {workers = 2, decoders = 1})
+  end)
+  it("give one decoder's frames on damaged clips, handing over where frames were concealed", function()
+    -- One frame thread: with several, FFmpeg's concealment of a damaged
+    -- frame depends on timing, so the reference itself would vary.
+    dd.video.set_decoder_threads(1)
+    local bytes = slurp(dir .. "/gop.mp4")
+    local handed_over = 0
+    for k, at in ipairs{0.2, 0.35, 0.5, 0.65, 0.8, 0.9} do
+      local pos = math.floor(#bytes * at)
+      local junk = {}
+      for i = 1, 200 do junk[i] = string.char((i * 37 + k * 101) % 256) end
+      local path = dir .. "/damaged" .. k .. ".mp4"
+      spit(path, bytes:sub(1, pos) .. table.concat(junk) .. bytes:sub(pos + 201))
+      local a, ta = sample_all(path, 3, 0)
+      local b, tb, v = sample_all(path, 3, 2)
+      assert_same_frames(a, ta, b, tb, "damaged at " .. at)
+      if v.decoders == 1 then handed_over = handed_over + 1 end
+    end
+    dd.video.set_decoder_threads(0)
+    assert.is_true(handed_over >= 3, "only " .. handed_over .. " of 6 damaged clips handed over")
+  end)
+  it("read() after frames{} goes on with the frame after the last one handed out", function()
+    local path = dir .. "/gop.mp4"
+    local all = {}
+    local r = dd.video.open(path)
+    for f in r.read, r do all[#all + 1] = f end
+    for _, workers in ipairs{0, 2} do
+      local v = dd.video.open(path)
+      local it = v:frames{fps = 3, workers = workers}
+      for _ = 1, 5 do it() end
+      -- output k (from 0) at 3 fps shows source frame 10k + 4 of 30 fps
+      local f, t = v:read()
+      assert.is_true(math.abs(t - 45 / 30) < 1e-6, "workers " .. workers .. ": read() after 5 frames gave t = " .. t)
+      assert.are.equal(0, (f - all[46]):abs():max())
+      local _, t2 = v:read()
+      assert.is_true(math.abs(t2 - 46 / 30) < 1e-6)
+    end
+  end)
+  it("stop cleanly when superseded or closed mid-way", function()
+    local path = dir .. "/gop.mp4"
+    local a, ta = sample_all(path, 3, 0)
+    local v = dd.video.open(path)
+    local it = v:frames{fps = 3, workers = 2}
+    it(); it()
+    local b, tb = {}, {}
+    for f, t in v:frames{fps = 3, workers = 2} do b[#b + 1], tb[#tb + 1] = f, t end
+    assert_same_frames(a, ta, b, tb, "a second frames{}")
+    assert_contains(error_of(it), "superseded")
+    local it3 = v:frames{fps = 3, workers = 2}
+    it3()
+    v:seek(1)
+    local _, t = v:read()
+    assert.is_true(math.abs(t - 1) < 1e-6)
+    local it4 = v:frames{fps = 3, workers = 2}
+    it4()
+    v:close()
+    assert_contains(error_of(it4), "closed")
+  end)
+  it("checks workers", function()
+    local v = dd.video.open(dir .. "/gop.mp4")
+    assert_contains(error_of(v.frames, v, {fps = 3, workers = 9}), "workers")
+    assert_contains(error_of(v.frames, v, {fps = 3, workers = -1}), "workers")
+    assert_contains(error_of(v.frames, v, {fps = 3, workers = "two"}), "workers")
+    assert_contains(error_of(dd.video.set_decoder_threads, -1), "set_decoder_threads: n")
   end)
 end)
 
@@ -304,7 +445,7 @@ describe("closing", function()
   end)
   it("checks its arguments strictly", function()
     local v = dd.video.open(dir .. "/ffv1.mkv")
-    assert_contains(error_of(v.frames, v, {fsp = 3}), "unknown option 'fsp' (known: fps, size)")
+    assert_contains(error_of(v.frames, v, {fsp = 3}), "unknown option 'fsp' (known: fps, size, workers)")
     assert_contains(error_of(v.frames, v, {fps = -1}), "fps must be a positive number")
     assert_contains(error_of(v.frames, v, {size = {10}}), "size must be a table {height, width}")
     assert_contains(error_of(v.frames, v, {size = {10, 0}}), "size[2] (width) must be in [1, 16384]")
