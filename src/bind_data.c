@@ -193,6 +193,14 @@ static int l_frame_writer(lua_State *L) {
     return 1;
 }
 
+/* Values in [0, 1] to bytes, rounded to nearest; out of range clamps, NaN is 0. */
+static void frame_to_bytes(uint8_t *dst, const float *src, int64_t n) {
+    for (int64_t k = 0; k < n; k++) {
+        float x = src[k] * 255.0f + 0.5f;
+        dst[k] = (uint8_t)(x <= 0 || isnan(x) ? 0 : x >= 255 ? 255 : x);
+    }
+}
+
 static int fw_add(lua_State *L) {
     FrameSet *fs = frameset_check(L, 1, FRAMEWRITER_MT);
     Tensor *t = ltensor_check(L, 2);
@@ -209,13 +217,14 @@ static int fw_add(lua_State *L) {
         fs->cap = cap;
     }
     uint8_t *dst = fs->data + fs->n * frame_bytes(fs);
-    TensorIter it;
-    tensor_iter_init(&it, t);
-    float *v;
-    int64_t k = 0;
-    while ((v = tensor_iter_next(&it))) {
-        float x = *v * 255.0f + 0.5f;
-        dst[k++] = (uint8_t)(x <= 0 || isnan(x) ? 0 : x >= 255 ? 255 : x);
+    if (tensor_is_contiguous(t)) {
+        frame_to_bytes(dst, tensor_data(t), tensor_numel(t));
+    } else {
+        TensorIter it;
+        tensor_iter_init(&it, t);
+        float *v;
+        int64_t k = 0;
+        while ((v = tensor_iter_next(&it))) frame_to_bytes(dst + k++, v, 1);
     }
     fs->n++;
     lua_settop(L, 1);

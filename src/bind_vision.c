@@ -127,7 +127,10 @@ static Tensor *push_single_channel(lua_State *L, const Tensor *frame) {
     return ltensor_push_uninit(L, frame->ndim, shape);
 }
 
-static int silhouette_by_threshold(lua_State *L, const char *fn, Tensor *frame, int64_t n, int64_t c, int64_t hw) {
+/* frame may be a view: rows with unit stride are read in place (a crop of a
+ * video frame is not copied first). */
+static int silhouette_by_threshold(lua_State *L, const char *fn, Tensor *frame, int64_t n, int64_t c, int64_t h,
+                                   int64_t w) {
     static const char *const known[] = {"method", "sum_above", NULL};
     lopts_check(L, 2, fn, known);
     double sum_above = opt_number(L, 2, fn, "sum_above", 230.0, -1.0, 765.0);
@@ -135,8 +138,17 @@ static int silhouette_by_threshold(lua_State *L, const char *fn, Tensor *frame, 
     if (c != 1 && c != 3)
         return dd_error(L, "%s: method 'threshold' needs 1 or 3 channels, got shape %s", fn, shape_str(frame, s, sizeof s));
     Tensor *out = push_single_channel(L, frame);
+    const int d = frame->ndim;
+    const int64_t sn = d == 4 ? frame->stride[0] : 0, sc = frame->stride[d - 3], sh = frame->stride[d - 2];
+    const float *base = tensor_data(frame);
+    float *dst = tensor_data(out);
+    if (tensor_is_contiguous(frame)) {
+        for (int64_t i = 0; i < n; i++) silhouette_threshold(dst + i * h * w, base + i * c * h * w, (int)c, h * w, h * w, sum_above);
+        return 1;
+    }
     for (int64_t i = 0; i < n; i++)
-        silhouette_threshold(tensor_data(out) + i * hw, tensor_data(frame) + i * c * hw, (int)c, hw, sum_above);
+        for (int64_t y = 0; y < h; y++)
+            silhouette_threshold(dst + (i * h + y) * w, base + i * sn + y * sh, (int)c, sc, w, sum_above);
     return 1;
 }
 
@@ -187,7 +199,8 @@ static int l_silhouette(lua_State *L) {
     const char *fn = "vision.silhouette";
     if (lua_gettop(L) > 2) return dd_error(L, "%s: expected (frame [, options]), got %d arguments", fn, lua_gettop(L));
     lua_settop(L, 3);
-    Tensor *frame = tensor_arg(L, 1, fn, "frame");
+    Tensor *frame = ltensor_test(L, 1);
+    if (!frame) return dd_error(L, "%s: frame must be a Tensor, got %s", fn, luaL_typename(L, 1));
     if (!lua_isnil(L, 2) && !lua_istable(L, 2))
         return dd_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, 2));
     static const char *const methods[] = {"threshold", "median", NULL};
@@ -195,7 +208,9 @@ static int l_silhouette(lua_State *L) {
     int64_t planes, h, w;
     image_dims(L, frame, fn, "frame", 3, &planes, &h, &w);
     int64_t c = frame->shape[frame->ndim - 3], n = frame->ndim == 4 ? frame->shape[0] : 1;
-    if (method == 0) return silhouette_by_threshold(L, fn, frame, n, c, h * w);
+    if (method == 0 && frame->stride[frame->ndim - 1] == 1) return silhouette_by_threshold(L, fn, frame, n, c, h, w);
+    frame = tensor_arg(L, 1, fn, "frame");
+    if (method == 0) return silhouette_by_threshold(L, fn, frame, n, c, h, w);
     return silhouette_by_median(L, fn, frame, n, c, h, w);
 }
 

@@ -19,15 +19,16 @@ static inline int to_byte_fast(float v) {
     return (int)(v * 255.0f + 0.5f);
 }
 
-void silhouette_threshold(float *out, const float *frame, int channels, int64_t hw, double sum_above) {
+void silhouette_threshold(float *out, const float *frame, int channels, int64_t channel_stride, int64_t n,
+                          double sum_above) {
     /* sum > sum_above on integers: compare with the largest integer not above it */
     const int limit = (int)floor(sum_above);
     if (channels == 3) {
-        const float *r = frame, *g = frame + hw, *b = frame + 2 * hw;
-        for (int64_t p = 0; p < hw; p++)
+        const float *r = frame, *g = frame + channel_stride, *b = frame + 2 * channel_stride;
+        for (int64_t p = 0; p < n; p++)
             out[p] = to_byte_fast(r[p]) + to_byte_fast(g[p]) + to_byte_fast(b[p]) > limit ? 1.0f : 0.0f;
     } else {
-        for (int64_t p = 0; p < hw; p++) out[p] = 3 * to_byte_fast(frame[p]) > limit ? 1.0f : 0.0f;
+        for (int64_t p = 0; p < n; p++) out[p] = 3 * to_byte_fast(frame[p]) > limit ? 1.0f : 0.0f;
     }
 }
 

@@ -12,12 +12,15 @@
 
 /* ---- silhouettes ---- */
 
-/* The paper's rule. frame is (channels, h*w) with channels 1 or 3, values in
- * [0, 1]; each channel is rounded to an 8-bit value k in 0..255 (as the
- * original pipeline read 8-bit frames) and a pixel whose k_r + k_g + k_b
- * (3 k for grey) is > sum_above is background (1.0), else dancer (0.0).
- * out is (hw). */
-void silhouette_threshold(float *out, const float *frame, int channels, int64_t hw, double sum_above);
+/* The paper's rule on n pixels: channel c of pixel p is
+ * frame[c * channel_stride + p], channels 1 or 3, values in [0, 1]; each
+ * channel is rounded to an 8-bit value k in 0..255 (as the original pipeline
+ * read 8-bit frames) and a pixel whose k_r + k_g + k_b (3 k for grey) is
+ * > sum_above is background (1.0), else dancer (0.0). out is (n). A whole
+ * contiguous (channels, h, w) frame is one call (channel_stride = n = h*w);
+ * a view with contiguous rows is one call per row. */
+void silhouette_threshold(float *out, const float *frame, int channels, int64_t channel_stride, int64_t n,
+                          double sum_above);
 
 /* mask[p] = 1 where max over channels |frame - background| > threshold. */
 void foreground_by_difference(uint8_t *mask, const float *frame, const float *background, int channels,

@@ -413,14 +413,14 @@ static void test_silhouette_threshold(void **state) {
                      100 / 255.0f, 100 / 255.0f, 0, 1,
                      30 / 255.0f, 31 / 255.0f, 0, 1};
     float out[4];
-    silhouette_threshold(out, rgb, 3, 4, 230);
+    silhouette_threshold(out, rgb, 3, 4, 4, 230);
     assert_float_equal(out[0], 0.0f, 0);
     assert_float_equal(out[1], 1.0f, 0);
     assert_float_equal(out[2], 0.0f, 0);
     assert_float_equal(out[3], 1.0f, 0);
     /* grey: 3 * 76 = 228 dancer, 3 * 77 = 231 background */
     float grey[2] = {76 / 255.0f, 77 / 255.0f};
-    silhouette_threshold(out, grey, 1, 2, 230);
+    silhouette_threshold(out, grey, 1, 2, 2, 230);
     assert_float_equal(out[0], 0.0f, 0);
     assert_float_equal(out[1], 1.0f, 0);
 }

@@ -284,3 +284,34 @@ describe("safetensors interop with an independent Python implementation", functi
     assert.equal("ok\n", out)
   end)
 end)
+
+describe("dd.data.frame_writer", function()
+  it("stores round(255 v) clamped to 0..255 (NaN as 0), the same for views and contiguous frames", function()
+    local vals = {0, 1, 0.5 / 255, 0.49 / 255, 1.51 / 255, 0.5, 254.5 / 255, -3, 7, 0 / 0, 1 / 0, -1 / 0}
+    local want = {0, 255, 1, 0, 2, 128, 255, 0, 255, 0, 255, 0}
+    local x = dd.tensor({{{table.unpack(vals, 1, 6)}, {table.unpack(vals, 7, 12)}}})   -- (1, 2, 6)
+    local big = dd.zeros(1, 4, 9)
+    local view = big:narrow(2, 2, 2):narrow(3, 2, 6)
+    view:copy(x)
+    assert.is_false(view:is_contiguous())
+    local cols = x:transpose(2, 3):contiguous():transpose(2, 3)   -- unit stride down columns
+    assert.is_false(cols:is_contiguous())
+    local w = dd.data.frame_writer{channels = 1, height = 2, width = 6}
+    w:add(x)
+    w:add(view)
+    w:add(cols)
+    local path = dir .. "/f.safetensors"
+    w:save(path)
+    local fs = dd.data.frames(path)
+    assert.are.equal(3, #fs)
+    for i = 1, 3 do
+      local rows = fs:get(i):totable()[1]
+      local got = {table.unpack(rows[1])}
+      for _, v in ipairs(rows[2]) do got[#got + 1] = v end
+      for k = 1, #want do
+        assert.is_true(math.abs(got[k] * 255 - want[k]) < 1e-3,
+                       ("frame %d value %s: stored %s, expected %d"):format(i, tostring(vals[k]), got[k] * 255, want[k]))
+      end
+    end
+  end)
+end)

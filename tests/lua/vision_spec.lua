@@ -93,6 +93,15 @@ describe("vision.silhouette (threshold)", function()
     local hwc = dd.rand(5, 6, 3)
     assert.equal(0, (dd.vision.silhouette(hwc:permute(3, 1, 2)) -
                      dd.vision.silhouette(hwc:permute(3, 1, 2):contiguous())):abs():max())
+    -- crops (rows of unit stride, read in place) of RGB and grey, single and batched
+    for _, c in ipairs{3, 1} do
+      local big = dd.rand(3, c, 9, 11)
+      for _, v in ipairs{big:narrow(3, 2, 6):narrow(4, 3, 7), big:select(1, 2):narrow(2, 4, 5):narrow(3, 1, 10)} do
+        assert.is_false(v:is_contiguous())
+        assert.equal(0, (dd.vision.silhouette(v, {sum_above = 380}) -
+                         dd.vision.silhouette(v:contiguous(), {sum_above = 380})):abs():max())
+      end
+    end
   end)
 
   it("checks its arguments", function()
