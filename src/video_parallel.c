@@ -22,8 +22,12 @@
 
 enum {
     MAX_WORKERS = 8,
-    QUEUE_ITEMS = 64,   /* per decoder; at 30 -> 3 fps about 2.5 segments of 250 frames */
+    QUEUE_ITEMS = 64,   /* per decoder at most; at 30 -> 3 fps 2.5 segments of 250 frames */
+    QUEUE_MIN_ITEMS = 8,
 };
+/* Decoded frames a decoder may hold in its queue, in bytes (yuv420p): all
+ * 64 for 640x360, 21 for 1080p, 8 (96 MiB) for 4K. */
+#define QUEUE_BYTES (64.0 * 1024 * 1024)
 
 typedef enum ItemKind { ITEM_START, ITEM_FRAME, ITEM_END, ITEM_EOF, ITEM_UNSAFE } ItemKind;
 
@@ -41,7 +45,7 @@ typedef struct Worker {
     pthread_t thread;
     int started;
     Item items[QUEUE_ITEMS];
-    int head, len;
+    int head, len, cap;
     int64_t decoded, skipped;   /* v's counts, published under the lock */
 } Worker;
 
@@ -61,7 +65,7 @@ struct Parallel {
 static int push(Worker *w, Item it) {
     Parallel *P = w->par;
     pthread_mutex_lock(&P->lock);
-    while (!P->stop && w->len == QUEUE_ITEMS) pthread_cond_wait(&P->changed, &P->lock);
+    while (!P->stop && w->len >= w->cap) pthread_cond_wait(&P->changed, &P->lock);
     int ok = !P->stop;
     if (ok) {
         w->items[(w->head + w->len) % QUEUE_ITEMS] = it;
@@ -161,10 +165,14 @@ int parallel_start(Video *v, int workers) {
         return -1;
     }
     P->last_pts = AV_NOPTS_VALUE;
+    double frame_bytes = 1.5 * v->info.width * v->info.height;
+    int cap = frame_bytes > 0 ? (int)(QUEUE_BYTES / frame_bytes) : QUEUE_ITEMS;
+    cap = cap < QUEUE_MIN_ITEMS ? QUEUE_MIN_ITEMS : cap > QUEUE_ITEMS ? QUEUE_ITEMS : cap;
     char err[VIDEO_ERR_LEN];
     for (int i = 0; i < workers; i++) {
         Worker *w = &P->w[i];
         w->par = P;
+        w->cap = cap;
         w->v = video_open_threads(v->path, 1, err, sizeof err);
         P->n = i + 1;
         if (!w->v) {
