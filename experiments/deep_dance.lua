@@ -38,8 +38,8 @@ if not o then return end
 -- frame worse than repeating the last one); the MDN (10 components) has its
 -- sigmas floored and its training inputs jittered, which keeps its samples on
 -- plausible poses, its learning rate decays along a cosine, and its sampling
--- temperature is calibrated on validation runs (docs/pipeline.md has the
--- measurements).
+-- temperature is calibrated on validation runs, the component's apart from
+-- the spread's (docs/pipeline.md has the measurements).
 -- paper: the original, layer for layer and setting for setting.
 local PRESETS = {
   demo = {
@@ -50,7 +50,7 @@ local PRESETS = {
     seq = { epochs = 20, batch_size = 64, split = 0.9, patience = 8, head_init = "data" },
     notebook = { mirror = true },
     mdn = { mixtures = 10, min_sigma = 0.2, noise = 0.25, lr_schedule = "cosine", min_lr = 1e-5 },
-    calibrate = {},
+    calibrate = { temperatures = { 0.6, 0.65, 0.7 }, sigma_temperatures = { 0.1, 0.2, 0.3 } },
     steps = 1000, video_steps = 200, interpolate = 4, temperature = "auto",
   },
   smoke = {

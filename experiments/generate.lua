@@ -22,6 +22,8 @@ p:option("--interpolate", "K: decode K-1 interpolated latents between prediction
 p:option("--mode", "deterministic or sample (default: sample for mdn or with --noise/--temperature)"):choices{ "deterministic", "sample" }
 p:option("--temperature", "mdn sampling temperature (sample mode), or auto: the one experiments/calibrate.lua chose")
   :convert(function(s) return s == "auto" and s or tonumber(s) end)
+p:option("--sigma-temperature", "mdn: the spread of a draw, apart from the component's temperature (default: --temperature's; with --temperature auto, the calibrated one)")
+  :convert(tonumber)
 p:option("--noise", "sample mode: std of Gaussian noise added to each prediction"):convert(tonumber)
 p:option("--window", "stateful (fast: LSTM state carried) or sliding (the paper's loop)", "stateful")
   :choices{ "stateful", "sliding" }
@@ -56,7 +58,7 @@ print(("sequence model: %s variant, look-back %d, latent %d; rng seed %d"):forma
   seq.latent, rng_seed))
 
 local gen = { ae = ae, seq = seq, seed = o.seed, steps = o.steps, mode = o.mode, temperature = o.temperature,
-              noise = o.noise, window = o.window }
+              sigma_temperature = o.sigma_temperature, noise = o.noise, window = o.window }
 if o.seed:match("^index:") then
   if o.data then
     gen.data = o.data

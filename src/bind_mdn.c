@@ -41,25 +41,34 @@ static Tensor *check_out(lua_State *L, int idx, const Layer *m, const char *fn) 
     return c;
 }
 
+/* A temperature argument at idx: a number >= 0, or dflt when absent. */
+static double temperature_arg(lua_State *L, int idx, const char *what, double dflt) {
+    if (lua_isnoneornil(L, idx)) return dflt;
+    char err[LAYER_ERR];
+    if (lua_type(L, idx) != LUA_TNUMBER) {
+        snprintf(err, sizeof err, "sample: %s must be a number, got %s", what, luaL_typename(L, idx));
+        mdn_error(L, err);
+    }
+    double t = lua_tonumber(L, idx);
+    if (!(t >= 0) || isinf(t)) {
+        snprintf(err, sizeof err, "sample: %s must be a finite number >= 0, got %g", what, t);
+        mdn_error(L, err);
+    }
+    return t;
+}
+
+/* mdn:sample(out [, temperature [, sigma_temperature]]): temperature
+ * (default 1) sharpens the choice of component, sigma_temperature (default:
+ * temperature) scales the spread of the draw around its mean. */
 static int l_sample(lua_State *L) {
     Layer *m = llayer_check_kind(L, 1, &mdn_kind);
-    double temperature = 1;
-    if (!lua_isnoneornil(L, 3)) {
-        char err[LAYER_ERR];
-        if (lua_type(L, 3) != LUA_TNUMBER) {
-            snprintf(err, sizeof err, "sample: temperature must be a number, got %s", luaL_typename(L, 3));
-            return mdn_error(L, err);
-        }
-        temperature = lua_tonumber(L, 3);
-        if (!(temperature >= 0) || isinf(temperature)) {
-            snprintf(err, sizeof err, "sample: temperature must be a finite number >= 0, got %g", temperature);
-            return mdn_error(L, err);
-        }
-    }
+    double temperature = temperature_arg(L, 3, "temperature", 1);
+    double sigma_temperature = temperature_arg(L, 4, "sigma_temperature", temperature);
     Tensor *out = check_out(L, 2, m, "sample");
     int64_t shape[2] = {out->shape[0], mdn_out_features(m)};
     Tensor *y = ltensor_push_uninit(L, 2, shape);
-    mdn_sample(tensor_data(y), tensor_data(out), shape[0], mdn_mixtures(m), (int)shape[1], temperature, &rng_global);
+    mdn_sample(tensor_data(y), tensor_data(out), shape[0], mdn_mixtures(m), (int)shape[1], temperature,
+               sigma_temperature, &rng_global);
     return 1;
 }
 

@@ -136,9 +136,10 @@ static inline double clamp_log_sigma(float v) {
     return v < MDN_LOG_SIGMA_MIN ? MDN_LOG_SIGMA_MIN : v > MDN_LOG_SIGMA_MAX ? MDN_LOG_SIGMA_MAX : (double)v;
 }
 
-void mdn_sample(float *y, const float *out, int64_t n, int k, int d, double temperature, Rng *rng) {
+void mdn_sample(float *y, const float *out, int64_t n, int k, int d, double temperature, double sigma_temperature,
+                Rng *rng) {
     const int64_t w = mdn_width(k, d), kd = (int64_t)k * d;
-    const double noise_scale = sqrt(temperature);
+    const double noise_scale = sqrt(sigma_temperature);
     for (int64_t r = 0; r < n; r++) {
         const float *logits = out + r * w, *mu = logits + k, *ls = mu + kd;
         int j = 0;

@@ -5,7 +5,7 @@
  *   - the loss gradient w.r.t. the raw outputs against central differences;
  *   - the layer (a Linear map) against a plain loop and finite differences;
  *   - sample statistics over 1e5 draws: K=1 mean and std match mu and
- *     sigma*sqrt(T) within 1%; component frequencies match softmax(logits/T)
+ *     sigma*sqrt(sigma temperature) within 1%; component frequencies match softmax(logits/T)
  *     within 0.01; T=0 is the top component's mean and draws nothing.
  * The seed comes from DD_TEST_SEED (default 1234) and is printed. */
 #include <math.h>
@@ -155,20 +155,21 @@ static void test_sample_gaussian(void **state) {
     rng_seed(&rng_global, seed + 2);
     const int k = 1, d = 2;
     const float row[5] = {0.7f, 3.0f, -5.0f, (float)log(2.0), (float)log(0.5)};
-    const double temps[2] = {1.0, 0.5};
+    /* (temperature, sigma_temperature): the spread follows the second */
+    const double temps[3][2] = {{1.0, 1.0}, {0.5, 0.5}, {1.0, 0.25}};
     float *out = malloc((size_t)DRAWS * 5 * sizeof *out), *y = malloc((size_t)DRAWS * d * sizeof *y);
     assert_true(out && y);
     for (int64_t r = 0; r < DRAWS; r++) memcpy(out + r * 5, row, sizeof row);
-    for (int ti = 0; ti < 2; ti++) {
-        double T = temps[ti];
-        mdn_sample(y, out, DRAWS, k, d, T, &rng_global);
+    for (int ti = 0; ti < 3; ti++) {
+        double T = temps[ti][1];
+        mdn_sample(y, out, DRAWS, k, d, temps[ti][0], T, &rng_global);
         for (int e = 0; e < d; e++) {
             double s = 0, s2 = 0;
             for (int64_t r = 0; r < DRAWS; r++) s += y[r * d + e];
             double mean = s / DRAWS;
             for (int64_t r = 0; r < DRAWS; r++) s2 += (y[r * d + e] - mean) * (y[r * d + e] - mean);
             double sd = sqrt(s2 / (DRAWS - 1)), want_sd = exp(row[3 + e]) * sqrt(T);
-            printf("# T=%g dim %d: mean %.4f (mu %.4f), std %.4f (sigma*sqrt(T) %.4f)\n", T, e, mean, row[1 + e], sd, want_sd);
+            printf("# sigma T=%g dim %d: mean %.4f (mu %.4f), std %.4f (sigma*sqrt(T) %.4f)\n", T, e, mean, row[1 + e], sd, want_sd);
             /* the std of the mean is want_sd / 316: 1% of |mu| is > 6 of those */
             assert_close(mean, row[1 + e], 0.01 * fabs(row[1 + e]));
             /* the relative std of sd is 1 / sqrt(2 * DRAWS) = 0.22% */
@@ -193,7 +194,7 @@ static void test_sample_components(void **state) {
     for (int ti = 0; ti < 3; ti++) {
         double T = temps[ti], want[3], z = 0;
         for (int j = 0; j < 3; j++) z += want[j] = pow(pi[j], 1.0 / T);
-        mdn_sample(y, out, DRAWS, k, d, T, &rng_global);
+        mdn_sample(y, out, DRAWS, k, d, T, 0.0, &rng_global);   /* no spread: draws sit on their mean */
         int64_t count[3] = {0};
         for (int64_t r = 0; r < DRAWS; r++) {
             int j = (int)lround(y[r] / 100.0) + 1; /* sigma e^-5: draws sit on their mean */
@@ -219,7 +220,7 @@ static void test_sample_zero_temperature(void **state) {
                          1.0f, 0.5f, 1.0f, 7, 8, 9, 10, 11, 12, 3, 3, 3, 3, 3, 3};
     float y[4];
     Rng before = rng_global;
-    mdn_sample(y, out, 2, k, d, 0.0, &rng_global);
+    mdn_sample(y, out, 2, k, d, 0.0, 1.0, &rng_global);
     assert_memory_equal(&before.s, &rng_global.s, sizeof before.s);
     assert_close(y[0], 3, 0);
     assert_close(y[1], 4, 0);
@@ -228,9 +229,9 @@ static void test_sample_zero_temperature(void **state) {
     /* with T > 0 the draws move, and repeat under the same seed */
     float a[4], b[4];
     rng_seed(&rng_global, 99);
-    mdn_sample(a, out, 2, k, d, 1.0, &rng_global);
+    mdn_sample(a, out, 2, k, d, 1.0, 1.0, &rng_global);
     rng_seed(&rng_global, 99);
-    mdn_sample(b, out, 2, k, d, 1.0, &rng_global);
+    mdn_sample(b, out, 2, k, d, 1.0, 1.0, &rng_global);
     assert_memory_equal(a, b, sizeof a);
 }
 

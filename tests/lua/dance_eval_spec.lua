@@ -662,6 +662,64 @@ describe("dd.dance.evaluate", function()
     assert_contains(error_of(dd.dance.load_sequence, seq_dir), "temperature.json is not a calibration")
   end)
 
+  it("calibrate_temperature with sigma_temperatures searches pairs, and 'auto' samples with both", function()
+    local seq_dir = dir .. "/run/seq_sigma"
+    dd.dance.train_sequence{ ae_dir = dir .. "/run/ae", data = data, out = seq_dir, variant = "mdn",
+                             mixtures = 2, units = { 8 }, look_back = 4, split = 0.75, epochs = 1, batch_size = 16,
+                             seed = SEED, progress = "none", output = { write = function() end } }
+    local bars = { min_plausibility = 0.6, min_motion = 0.2, max_motion = 2 }
+    local c = dd.dance.calibrate_temperature{ run = dir .. "/run", seq = seq_dir, data = data, temperatures = { 0.8, 0.3 },
+      sigma_temperatures = { 0.05, 0.5 }, repeats = 2, steps = 12, references = 10, motion_steps = 5,
+      min_plausibility = bars.min_plausibility, min_motion = bars.min_motion, max_motion = bars.max_motion, output = false }
+    local saved = dd.json.decode(slurp(seq_dir .. "/temperature.json"))
+    assert.equal(4, #saved.candidates)
+    local pairs_seen, best = {}, nil
+    for _, cand in ipairs(saved.candidates) do
+      pairs_seen[#pairs_seen + 1] = ("%g/%g"):format(cand.temperature, cand.sigma_temperature)
+      assert.equal(4, #cand.runs)   -- 2 seeds x 2 repeats
+      if not best or cand.margin > best.margin then best = cand end
+    end
+    assert.same({ "0.8/0.05", "0.8/0.5", "0.3/0.05", "0.3/0.5" }, pairs_seen)
+    assert.equal(c.margin, best.margin)
+    assert.equal(saved.sigma_temperature, c.sigma_temperature)
+    assert.is_number(saved.sigma_temperature)
+    -- the model carries both; 'auto' draws with both, an explicit T alone spreads with T
+    local seq = dd.dance.load_sequence(seq_dir)
+    assert.equal(saved.temperature, seq.temperature)
+    assert.equal(saved.sigma_temperature, seq.sigma_temperature)
+    local ae = dd.dance.load_autoencoder(dir .. "/run/ae")
+    local function gen(o)
+      dd.manual_seed(3)
+      o.ae, o.seq, o.steps = ae, seq, 6
+      return dd.dance.generate(o)
+    end
+    local auto = gen{ temperature = "auto" }
+    assert.equal(0, (auto - gen{ temperature = saved.temperature, sigma_temperature = saved.sigma_temperature }):abs():max())
+    if saved.sigma_temperature ~= saved.temperature then
+      assert.is_true((auto - gen{ temperature = saved.temperature }):abs():max() > 0)
+    end
+    -- sigma_temperature 0: every draw is a component's mean, so it equals the model's own means
+    local means = gen{ temperature = 0.7, sigma_temperature = 0 }
+    assert.equal(0, (means - gen{ temperature = 0.7, sigma_temperature = 0 }):abs():max())
+    local r = dd.dance.evaluate{ run = dir .. "/run", seq = seq_dir, out = dir .. "/sigma", data = data, steps = 12,
+                                 references = 10, motion_steps = 5, seeds = { "random" }, temperature = "auto",
+                                 images = false, output = false }
+    assert.equal(("sample T=%g sigma T=%g (calibrated)"):format(saved.temperature, saved.sigma_temperature),
+                 r.generation.runs[2].mode)
+    -- errors name the option
+    local cal = dd.dance.calibrate_temperature
+    assert_contains(error_of(cal, { run = dir .. "/run", seq = seq_dir, sigma_temperatures = {} }), "'sigma_temperatures' must be a non-empty list")
+    assert_contains(error_of(cal, { run = dir .. "/run", seq = seq_dir, sigma_temperatures = { 0.1, -1 } }), "sigma_temperatures[2]")
+    assert_contains(error_of(cal, { run = dir .. "/run", seq = seq_dir, repeats = 0 }), "option 'repeats' must be an integer >= 1, got 0")
+    assert_contains(error_of(dd.dance.generate, { ae = ae, seq = seq, steps = 2, sigma_temperature = -1 }), "sigma_temperature")
+    assert_contains(error_of(dd.dance.generate, { ae = ae, seq = seq, steps = 2, mode = "deterministic", sigma_temperature = 0.1 }),
+      "mode='deterministic' takes no sigma_temperature")
+    local f = assert(io.open(seq_dir .. "/temperature.json", "w"))
+    f:write('{"temperature": 0.5, "sigma_temperature": "low"}')
+    f:close()
+    assert_contains(error_of(dd.dance.load_sequence, seq_dir), "'sigma_temperature' that is not a number >= 0")
+  end)
+
   it("calibrate_temperature refuses what it cannot calibrate", function()
     local cal = dd.dance.calibrate_temperature
     assert_contains(error_of(cal, {}), "'run' is required")

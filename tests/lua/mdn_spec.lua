@@ -106,6 +106,12 @@ describe("dd.nn.MDN", function()
       -- sd of the mean 0.4/141 = 0.003; relative sd of sd 0.5%
       assert(math.abs(mean - 2.5) < 0.02, "mean " .. mean)
       assert(math.abs(sd - 0.4) < 0.02, "std " .. sd)
+      -- a sigma temperature of its own: the spread is sigma * sqrt(sigma_temperature)
+      local z = m:sample(out, 1, 0.04)
+      local zm = z:mean()
+      local zsd = math.sqrt(((z - zm) * (z - zm)):sum() / (n - 1))
+      assert(math.abs(zm - 2.5) < 0.01, "mean " .. zm)
+      assert(math.abs(zsd - 0.16) < 0.008, "std with sigma_temperature 0.04: " .. zsd)
     end)
   end)
 
@@ -137,6 +143,9 @@ describe("dd.nn.MDN", function()
       assert_contains(error_of(function() m:sample(out, -1) end),
         "MDN 'head': sample: temperature must be a finite number >= 0, got -1")
       assert_contains(error_of(function() m:sample(out, "hot") end), "temperature must be a number, got string")
+      assert_contains(error_of(function() m:sample(out, 1, -0.5) end),
+        "MDN 'head': sample: sigma_temperature must be a finite number >= 0, got -0.5")
+      assert_contains(error_of(function() m:sample(out, 1, "low") end), "sigma_temperature must be a number, got string")
     end)
 
     it("check the options and the input", function()

@@ -313,7 +313,8 @@ end
 local function next_latent(seq, out, mode)
   local z
   if seq.mdn then
-    z = seq.mdn:sample(out, mode.mode == "sample" and (mode.temperature or 1) or 0)
+    local t = mode.mode == "sample" and (mode.temperature or 1) or 0
+    z = seq.mdn:sample(out, t, mode.mode == "sample" and mode.sigma_temperature or t)
   else
     z = out:clone()
   end
@@ -373,7 +374,8 @@ local function generation_run(o, ae, seq, latents, refs, mode, seed_spec, j)
   dd.manual_seed(o.seed * 1000 + j)
   local t0 = dd.clock()
   local z = dance.generate{ ae = ae, seq = seq, seed = seed_spec.seed, steps = o.steps, mode = mode.mode,
-    temperature = mode.temperature, noise = mode.noise, window = o.window, latents = latents }
+    temperature = mode.temperature, sigma_temperature = mode.sigma_temperature, noise = mode.noise, window = o.window,
+    latents = latents }
   local frames = dance.decode(ae, z, { batch_size = o.batch_size })
   local masks = dd.masks.pack(frames, MASK)
   local change = dd.masks.change_fraction(masks)
@@ -552,24 +554,34 @@ local function resolve_modes(fn, o, seq, default_noise)
     elseif m == "sample" then
       spec = mdn and { mode = "sample", temperature = o.temperature or 1 } or { mode = "sample", noise = o.noise or default_noise }
     elseif type(m) == "table" then
-      util.options(("%s: modes[%d]"):format(fn, i), m, { "mode", "temperature", "noise", "name" })
+      util.options(("%s: modes[%d]"):format(fn, i), m, { "mode", "temperature", "sigma_temperature", "noise", "name" })
       spec = { mode = util.choice(fn, ("modes[%d].mode"):format(i), m.mode, { "deterministic", "sample" }, "sample"),
                temperature = util.check(fn, ("modes[%d].temperature"):format(i), m.temperature, "temperature", nil),
+               sigma_temperature = util.check(fn, ("modes[%d].sigma_temperature"):format(i), m.sigma_temperature,
+                 "nonneg", nil),
                noise = util.check(fn, ("modes[%d].noise"):format(i), m.noise, "nonneg", nil), name = m.name }
       if spec.mode == "sample" and mdn and spec.temperature == nil then spec.temperature = o.temperature or 1 end
       if spec.mode == "sample" and not mdn and spec.noise == nil then spec.noise = o.noise or default_noise end
     else
-      error(("%s: modes[%d] must be 'deterministic', 'sample' or {mode=, temperature=, noise=, name=}, got %s"):format(fn, i,
+      error(("%s: modes[%d] must be 'deterministic', 'sample' or {mode=, temperature=, sigma_temperature=, noise=, "
+        .. "name=}, got %s"):format(fn, i,
         util.describe(m)), 0)
     end
     spec.calibrated = spec.temperature == "auto" or nil
     if spec.temperature ~= nil and not mdn then
       error(("%s: modes[%d]: temperature is for a sequence model with an MDN head; this one takes noise="):format(fn, i), 0)
     end
+    if spec.sigma_temperature ~= nil and not (mdn and spec.mode == "sample") then
+      error(("%s: modes[%d]: sigma_temperature is for sampling from an MDN head"):format(fn, i), 0)
+    end
     spec.temperature = util.temperature(fn, ("modes[%d].temperature"):format(i), spec.temperature, seq)
+    if spec.calibrated and spec.sigma_temperature == nil then spec.sigma_temperature = seq.sigma_temperature end
     if not spec.name then
       spec.name = spec.mode
       if spec.temperature then spec.name = spec.name .. (" T=%g"):format(spec.temperature) end
+      if spec.sigma_temperature and spec.sigma_temperature ~= spec.temperature then
+        spec.name = spec.name .. (" sigma T=%g"):format(spec.sigma_temperature)
+      end
       if spec.calibrated then spec.name = spec.name .. " (calibrated)" end
       if spec.noise and spec.noise > 0 then spec.name = spec.name .. (" noise=%.3g"):format(spec.noise) end
     end
@@ -723,15 +735,18 @@ end)
 -- Choosing the sampling temperature on validation seeds
 ---------------------------------------------------------------------------
 
-local CALIBRATE_OPTIONS = { "run", "ae", "seq", "data", "temperatures", "steps", "min_plausibility", "min_motion",
-  "max_motion", "plausible_iou", "references", "motion_steps", "window", "batch_size", "seed", "reuse", "output" }
+local CALIBRATE_OPTIONS = { "run", "ae", "seq", "data", "temperatures", "sigma_temperatures", "steps", "min_plausibility",
+  "min_motion", "max_motion", "plausible_iou", "references", "motion_steps", "window", "batch_size", "seed", "repeats",
+  "reuse", "output" }
 
 -- How the temperature is chosen, for the record.
-local CRITERION = "the temperature with the largest margin: for each, the smallest of plausibility - min_plausibility, "
-  .. "motion_ratio - min_motion and max_motion - motion_ratio over its validation runs; the lower temperature on a tie"
+local CRITERION = "the temperature (and sigma temperature) with the largest margin: for each, the smallest of "
+  .. "plausibility - min_plausibility, motion_ratio - min_motion and max_motion - motion_ratio over its validation runs; "
+  .. "the lower temperature on a tie, then the lower sigma temperature"
 
 --- calibrate_temperature{run=DIR, seq=DIR/seq, ae=DIR/ae, data=, temperatures={0.5, 0.6, 0.7, 0.8, 0.9},
---   steps=1000, min_plausibility=0.8, min_motion=0.5, max_motion=1.5, plausible_iou=0.7, references=1000,
+--   sigma_temperatures=nil, repeats=1, steps=1000, min_plausibility=0.8, min_motion=0.5, max_motion=1.5,
+--   plausible_iou=0.7, references=1000,
 --   motion_steps=200, window='sliding', batch_size=64, seed=1, reuse=false, output=io.stdout} -> calibration
 -- Picks an MDN's sampling temperature the way a learning rate is picked: on
 -- validation runs, not on the ones evaluate reports. For every temperature it
@@ -746,6 +761,13 @@ local CRITERION = "the temperature with the largest margin: for each, the smalle
 -- the experiment scripts) uses it. reuse=true returns the calibration already
 -- in SEQ/temperature.json when it was made for the same checkpoint (path,
 -- size, epoch) with the same settings, without generating anything.
+-- sigma_temperatures (a list of numbers >= 0) searches the spread of the
+-- draw apart from the choice of component: every pair (T, sigma T) is a
+-- candidate, and the chosen sigma temperature is saved next to the
+-- temperature (model.sigma_temperature; 'auto' uses both). Without it the
+-- spread follows T, as in World Models. repeats runs each seed that many
+-- times (streams of their own): a margin over more runs is less a matter of
+-- luck, and the more candidates, the more luck a single pair of runs has.
 dance.calibrate_temperature = util.public(function(opts)
   local fn = "dd.dance.calibrate_temperature"
   local o = util.options(fn, opts, CALIBRATE_OPTIONS)
@@ -755,6 +777,14 @@ dance.calibrate_temperature = util.public(function(opts)
     error(("%s: option 'temperatures' must be a non-empty list of numbers >= 0, got %s"):format(fn, util.describe(temps)), 0)
   end
   for i, t in ipairs(temps) do util.check(fn, ("temperatures[%d]"):format(i), t, "nonneg") end
+  local sigmas = o.sigma_temperatures
+  if sigmas ~= nil then
+    if type(sigmas) ~= "table" or #sigmas == 0 then
+      error(("%s: option 'sigma_temperatures' must be a non-empty list of numbers >= 0, got %s"):format(fn,
+        util.describe(sigmas)), 0)
+    end
+    for i, t in ipairs(sigmas) do util.check(fn, ("sigma_temperatures[%d]"):format(i), t, "nonneg") end
+  end
   local cfg = generation_cfg(fn, o, "calibrate")
   cfg.min_plausibility = util.check(fn, "min_plausibility", o.min_plausibility, "fraction", 0.8)
   cfg.min_motion = util.check(fn, "min_motion", o.min_motion, "nonneg", 0.5)
@@ -765,6 +795,7 @@ dance.calibrate_temperature = util.public(function(opts)
     error(("%s: option 'max_motion' (%g) must be above 'min_motion' (%g)"):format(fn, cfg.max_motion, cfg.min_motion), 0)
   end
   cfg.seed = seed_option(fn, o)
+  local repeats = util.check(fn, "repeats", o.repeats, "integer", 1)
   local reuse = util.check(fn, "reuse", o.reuse, "boolean", false)
 
   -- what the calibration is of, and with what: a saved one with both equal is reused
@@ -773,9 +804,11 @@ dance.calibrate_temperature = util.public(function(opts)
   end
   local seq, info = dance.load_sequence(seq_dir)
   local of = { checkpoint = seq.checkpoint, bytes = util.file_size(seq.checkpoint), epoch = info.epoch }
-  local settings = { temperatures = temps, steps = cfg.steps, min_plausibility = cfg.min_plausibility,
+  local settings = { temperatures = temps, sigma_temperatures = sigmas, steps = cfg.steps,
+    min_plausibility = cfg.min_plausibility,
     min_motion = cfg.min_motion, max_motion = cfg.max_motion, plausible_iou = cfg.plausible_iou,
-    references = cfg.references, motion_steps = cfg.motion_steps, window = cfg.window, seed = cfg.seed }
+    references = cfg.references, motion_steps = cfg.motion_steps, window = cfg.window, seed = cfg.seed,
+    repeats = repeats > 1 and repeats or nil }
   local path = seq_dir .. "/temperature.json"
   if reuse and util.exists(path) then
     local ok, saved = pcall(dd.json.decode, util.read_file(path) or "")
@@ -801,27 +834,38 @@ dance.calibrate_temperature = util.public(function(opts)
   local t0 = dd.clock()
   local candidates, chosen = {}, nil
   for _, t in ipairs(temps) do
-    local c = { temperature = t, runs = {}, margin = math.huge }
-    for k, s in ipairs(seeds) do
-      -- streams 700 + k: apart from evaluate's (1, 2, ...) at the same seed
-      local g = generation_run(cfg, r.ae, r.seq, r.latents, refs, { mode = "sample", temperature = t, name = "calibrate" },
-        s, 700 + k)
-      local ratio = g.motion / real
-      c.runs[k] = { seed = s.name, motion_ratio = ratio, plausibility = g.plausibility }
-      c.margin = math.min(c.margin, g.plausibility - cfg.min_plausibility, ratio - cfg.min_motion, cfg.max_motion - ratio)
-      say(cfg, ("calibrate: T=%g from %s: motion ratio %.3f, plausibility %.3f (%.1f s)"):format(t, s.name, ratio,
-        g.plausibility, g.seconds))
+    for _, st in ipairs(sigmas or { false }) do
+      local sigma = st or nil
+      local c = { temperature = t, sigma_temperature = sigma, runs = {}, margin = math.huge }
+      local label = sigma and ("T=%g sigma T=%g"):format(t, sigma) or ("T=%g"):format(t)
+      for rep = 1, repeats do
+        for k, s in ipairs(seeds) do
+          -- streams 700 + k (then 710 + k, ...): apart from evaluate's (1, 2, ...) at the same seed
+          local g = generation_run(cfg, r.ae, r.seq, r.latents, refs,
+            { mode = "sample", temperature = t, sigma_temperature = sigma, name = "calibrate" }, s, 690 + 10 * rep + k)
+          local ratio = g.motion / real
+          c.runs[#c.runs + 1] = { seed = s.name, motion_ratio = ratio, plausibility = g.plausibility }
+          c.margin = math.min(c.margin, g.plausibility - cfg.min_plausibility, ratio - cfg.min_motion, cfg.max_motion - ratio)
+          say(cfg, ("calibrate: %s from %s: motion ratio %.3f, plausibility %.3f (%.1f s)"):format(label, s.name, ratio,
+            g.plausibility, g.seconds))
+        end
+      end
+      candidates[#candidates + 1] = c
+      if not chosen or c.margin > chosen.margin or (c.margin == chosen.margin and (t < chosen.temperature or
+          (t == chosen.temperature and (sigma or t) < (chosen.sigma_temperature or chosen.temperature)))) then
+        chosen = c
+      end
     end
-    candidates[#candidates + 1] = c
-    if not chosen or c.margin > chosen.margin or (c.margin == chosen.margin and t < chosen.temperature) then chosen = c end
   end
   local calibration = {
-    temperature = chosen.temperature, margin = chosen.margin, inside = chosen.margin >= 0, criterion = CRITERION,
+    temperature = chosen.temperature, sigma_temperature = chosen.sigma_temperature, margin = chosen.margin,
+    inside = chosen.margin >= 0, criterion = CRITERION,
     settings = settings, of = of, real_motion = real, seeds = seeds, candidates = candidates,
     seconds = dd.clock() - t0, created = os.date("!%Y-%m-%dT%H:%M:%SZ"),
   }
   util.write_file(fn, path, dd.json.encode(calibration, { indent = true }))
-  say(cfg, ("calibrate: temperature %g, margin %.3f%s; wrote %s/temperature.json (%.1f s)"):format(chosen.temperature,
+  say(cfg, ("calibrate: temperature %g%s, margin %.3f%s; wrote %s/temperature.json (%.1f s)"):format(chosen.temperature,
+    chosen.sigma_temperature and (", sigma temperature %g"):format(chosen.sigma_temperature) or "",
     chosen.margin, chosen.margin >= 0 and "" or " (no temperature kept every run inside the bars)", seq_dir,
     calibration.seconds))
   return calibration

@@ -17,10 +17,13 @@
 -- Modes: 'deterministic' feeds back the output itself (mdn: the mean of the
 -- most probable component, T = 0); 'sample' draws from the mixture at
 -- `temperature` (mdn only, default 1; 'auto': the one dd.dance.calibrate_temperature
--- chose for the model, seq.temperature) and adds Gaussian noise of std `noise`
--- (any variant). The default is 'sample' for an mdn model or when noise or
--- temperature is given, else 'deterministic' (the paper's loop). Every draw
--- comes from dd's generator: dd.manual_seed(s) before generate repeats a dance.
+-- chose for the model, seq.temperature), which picks the component, and
+-- `sigma_temperature` (default: the same; with 'auto' the calibrated one,
+-- seq.sigma_temperature), which scales the spread around its mean, and adds
+-- Gaussian noise of std `noise` (any variant). The default is 'sample' for
+-- an mdn model or when noise or temperature is given, else 'deterministic'
+-- (the paper's loop). Every draw comes from dd's generator:
+-- dd.manual_seed(s) before generate repeats a dance.
 -- A model whose last layer is a ReLU (notebook, paper) can only produce
 -- latents >= 0, so noisy predictions are clamped at 0 before going back in.
 local dd, dance = ...
@@ -166,8 +169,8 @@ end
 -- generate
 ---------------------------------------------------------------------------
 
-local GENERATE_OPTIONS = { "ae", "seq", "seed", "steps", "mode", "temperature", "noise", "window", "data", "latents",
-  "look_back" }
+local GENERATE_OPTIONS = { "ae", "seq", "seed", "steps", "mode", "temperature", "sigma_temperature", "noise", "window",
+  "data", "latents", "look_back" }
 
 dance.generate = util.public(function(opts)
   local fn = "dd.dance.generate"
@@ -183,7 +186,13 @@ dance.generate = util.public(function(opts)
   local steps = util.check(fn, "steps", o.steps, "integer", 100)
   local window = util.choice(fn, "window", o.window, { "stateful", "sliding" }, "stateful")
   local noise = util.check(fn, "noise", o.noise, "nonneg", 0)
+  local auto = o.temperature == "auto"
   local temperature = util.temperature(fn, "temperature", util.check(fn, "temperature", o.temperature, "temperature", nil), o.seq)
+  local sigma_temperature = util.check(fn, "sigma_temperature", o.sigma_temperature, "nonneg", nil)
+  if sigma_temperature ~= nil and not parts.mdn then
+    error(fn .. ": sigma_temperature is for a model with an MDN head (variant 'mdn'); the others take noise=", 0)
+  end
+  if sigma_temperature == nil and auto then sigma_temperature = o.seq.sigma_temperature end
   local sampling = parts.mdn or noise > 0 or temperature ~= nil
   local mode = util.choice(fn, "mode", o.mode, { "deterministic", "sample" }, sampling and "sample" or "deterministic")
   if mode == "deterministic" and (noise > 0 or temperature ~= nil) then
@@ -193,13 +202,17 @@ dance.generate = util.public(function(opts)
   if temperature ~= nil and not parts.mdn then
     error(fn .. ": temperature is for a model with an MDN head (variant 'mdn'); the others take noise=", 0)
   end
+  if mode == "deterministic" and o.sigma_temperature ~= nil then
+    error(("%s: mode='deterministic' takes no sigma_temperature (got %g); use mode='sample'"):format(fn, sigma_temperature), 0)
+  end
   temperature = mode == "sample" and (temperature or 1) or 0
+  if sigma_temperature == nil then sigma_temperature = temperature end
   local seed = make_seed(fn, o, L, D)
 
   -- The next latent (1, D) from the head's output, a new tensor.
   local function predict(out)
     local z
-    if parts.mdn then z = parts.mdn:sample(out, temperature) else z = out:clone() end
+    if parts.mdn then z = parts.mdn:sample(out, temperature, sigma_temperature) else z = out:clone() end
     if noise > 0 then
       z:add_(dd.randn(1, D):mul_(noise))
       if parts.relu_out then z:clamp_(0, nil) end

@@ -432,7 +432,10 @@ dance.load_sequence = util.public(function(path, opts)
     if not (ok and type(cal) == "table" and type(cal.temperature) == "number" and cal.temperature >= 0) then
       error(("%s: %s/temperature.json is not a calibration (expected an object with a number 'temperature' >= 0)"):format(fn, dir), 0)
     end
-    model.temperature = cal.temperature
+    if cal.sigma_temperature ~= nil and not (type(cal.sigma_temperature) == "number" and cal.sigma_temperature >= 0) then
+      error(("%s: %s/temperature.json has a 'sigma_temperature' that is not a number >= 0"):format(fn, dir), 0)
+    end
+    model.temperature, model.sigma_temperature = cal.temperature, cal.sigma_temperature
   end
   return model, info
 end)
