@@ -89,7 +89,7 @@ struct Video {
     int seg_packets;            /* packets queued since that segment began */
     int64_t q_seg[PACKET_QUEUE]; /* segment of each queued packet */
     int64_t cur_seg;            /* the own segment being decoded; -1 between */
-    int seg_unsafe;             /* a packet carried parameter sets, or was malformed */
+    int seg_unsafe;             /* a packet was malformed or carried parameter sets unlike the container's */
 };
 
 /* Segment mode, for video_parallel.c. */
@@ -101,8 +101,9 @@ void video_segment_mode(Video *v, int worker, int workers, AVRational out_tb);
 /* The next event of an own segment: SEG_FRAME (the frame in v->frame, pts
  * offset applied; v->next_pts_av its end), SEG_END (the segment *seg is
  * over), SEG_EOF, or SEG_UNSAFE: the file breaks a premise of segment
- * decoding (a frame without time or out of order, a decoding or read error,
- * an in-band parameter set); only one decoder over the whole file is exact. */
+ * decoding (a frame without time, out of order, damaged or concealed, a
+ * read error, a parameter set in a packet unlike the container's); only one
+ * decoder over the whole file is exact there. */
 int video_segment_next(Video *v, int64_t *seg);
 
 /* video_parallel.c */
