@@ -50,7 +50,7 @@ local PRESETS = {
     seq = { epochs = 20, batch_size = 64, split = 0.9, patience = 8, head_init = "data" },
     notebook = { mirror = true },
     mdn = { mixtures = 10, min_sigma = 0.2, noise = 0.25, lr_schedule = "cosine", min_lr = 1e-5 },
-    calibrate = { temperatures = { 0.6, 0.65, 0.7 }, sigma_temperatures = { 0.1, 0.2, 0.3 } },
+    calibrate = { temperatures = { 0.6, 0.65, 0.7, 0.8 }, sigma_temperatures = { 0.1, 0.2, 0.3 } },
     steps = 1000, video_steps = 200, interpolate = 4, temperature = "auto",
   },
   smoke = {
