@@ -355,7 +355,6 @@ Video *video_open_threads(const char *path, int threads, char *err, size_t errle
     v->threads = threads;
     v->cur_seg = -1;
     v->read_after = AV_NOPTS_VALUE;
-    v->decoders = 1;
     int packets_ok = 1;
     for (int i = 0; i < PACKET_QUEUE; i++) packets_ok &= (v->queue[i] = av_packet_alloc()) != NULL;
     v->frame = av_frame_alloc();
@@ -382,7 +381,7 @@ Video *video_open(const char *path, char *err, size_t errlen) { return video_ope
 
 const VideoInfo *video_info(const Video *v) { return &v->info; }
 
-int video_decoders(const Video *v) { return v->decoders; }
+int video_decoders(const Video *v) { return parallel_decoders(v); }
 
 void video_stats(const Video *v, int64_t *decoded, int64_t *skipped) {
     parallel_stats(v, decoded, skipped);
@@ -442,41 +441,48 @@ static void queue_fill(Video *v) {
     }
 }
 
+/* The next NAL unit of an H.264 access unit, from byte *at: 1 with the
+ * unit in d[*start, *end) and *at moved past it, 0 at the end, -1 when the
+ * units cannot be walked. nal_len is the NAL length size, 0 for Annex B
+ * start codes. */
+static int h264_next_unit(const uint8_t *d, int size, int nal_len, int *at, int *start, int *end) {
+    int i = *at;
+    if (i >= size) return 0;
+    if (nal_len > 0) {
+        if (size - i < nal_len) return -1;
+        uint32_t n = 0;
+        for (int k = 0; k < nal_len; k++) n = n << 8 | d[i + k];
+        *start = i + nal_len;
+        if (n == 0 || n > (uint32_t)(size - *start)) return -1;
+        *end = *start + (int)n;
+    } else {
+        while (i + 3 <= size && !(d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1)) i++;
+        if (i + 3 > size) return 0;
+        int e = *start = i + 3;
+        while (e + 3 <= size && !(d[e] == 0 && d[e + 1] == 0 && (d[e + 2] == 1 || d[e + 2] == 0))) e++;
+        if (e + 3 > size) e = size;
+        if (*start >= e) return -1;
+        *end = e;
+    }
+    *at = *end;
+    return 1;
+}
+
 /* The NAL unit types of an H.264 access unit, as bits NAL_BIT(type), plus
  * H264_REF_SLICE when a slice (type 1 or 5) has nal_ref_idc > 0, and
- * H264_MALFORMED when the units cannot be walked. nal_len is the NAL length
- * size, 0 for Annex B start codes. */
+ * H264_MALFORMED when the units cannot be walked. */
 #define NAL_BIT(t) (UINT64_C(1) << (t))
 #define H264_REF_SLICE (UINT64_C(1) << 32)
 #define H264_MALFORMED (UINT64_C(1) << 33)
 static uint64_t h264_units(const uint8_t *d, int size, int nal_len) {
     uint64_t units = 0;
-    int i = 0;
-    while (i < size) {
-        int start, end;
-        if (nal_len > 0) {
-            if (size - i < nal_len) return units | H264_MALFORMED;
-            uint32_t n = 0;
-            for (int k = 0; k < nal_len; k++) n = n << 8 | d[i + k];
-            start = i + nal_len;
-            if (n == 0 || n > (uint32_t)(size - start)) return units | H264_MALFORMED;
-            end = start + (int)n;
-        } else {
-            while (i + 3 <= size && !(d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1)) i++;
-            if (i + 3 > size) break;
-            start = i + 3;
-            end = start;
-            while (end + 3 <= size && !(d[end] == 0 && d[end + 1] == 0 && (d[end + 2] == 1 || d[end + 2] == 0)))
-                end++;
-            if (end + 3 > size) end = size;
-            if (start >= end) return units | H264_MALFORMED;
-        }
+    int at = 0, start, end, r;
+    while ((r = h264_next_unit(d, size, nal_len, &at, &start, &end)) > 0) {
         int type = d[start] & 0x1f, ref_idc = (d[start] >> 5) & 3;
         units |= NAL_BIT(type);
         if ((type == 1 || type == 5) && ref_idc != 0) units |= H264_REF_SLICE;
-        i = end;
     }
-    return units;
+    return r < 0 ? units | H264_MALFORMED : units;
 }
 
 /* 1 when an H.264 access unit holds only non-reference slices (nal_ref_idc
@@ -494,13 +500,11 @@ static int h264_disposable(const uint8_t *d, int size, int nal_len) {
 static int h264_parameter_sets_known(const Video *v, const uint8_t *d, int size) {
     const AVCodecParameters *par = v->fmt->streams[v->stream]->codecpar;
     const uint8_t *x = par->extradata;
-    const int nal_len = v->h264_nal_len, xsize = par->extradata_size;
-    for (int i = 0; i + nal_len <= size;) {
-        uint32_t n = 0;
-        for (int k = 0; k < nal_len; k++) n = n << 8 | d[i + k];
-        const uint8_t *nal = d + i + nal_len;
-        if (n == 0 || n > (uint32_t)(size - i - nal_len)) return 0;
-        i += nal_len + (int)n;
+    const int xsize = par->extradata_size;
+    int pos = 0, start, end, r;
+    while ((r = h264_next_unit(d, size, v->h264_nal_len, &pos, &start, &end)) > 0) {
+        const uint8_t *nal = d + start;
+        const uint32_t n = (uint32_t)(end - start);
         int type = nal[0] & 0x1f;
         if (type == 13 || type == 15) return 0;
         if (type != 7 && type != 8) continue;
@@ -519,7 +523,7 @@ static int h264_parameter_sets_known(const Video *v, const uint8_t *d, int size)
         }
         if (!found) return 0;
     }
-    return 1;
+    return r == 0;
 }
 
 /* Segment mode (a decoder of video_parallel.c): a segment starts at an IDR
@@ -570,6 +574,23 @@ static int packet_skippable(Video *v) {
 
 /* Sends the head of the queue to the decoder (or skips it), or the
  * end-of-stream packet once the queue is empty. */
+/* Takes the head of the queue (the caller unrefs it), remembering its time
+ * for packet_skippable. */
+static AVPacket *queue_pop(Video *v) {
+    AVPacket *p = v->queue[v->q_head];
+    v->recent_pos = (v->recent_pos + 1) % RECENT_PTS;
+    v->recent_pts[v->recent_pos] = p->pts == AV_NOPTS_VALUE ? AV_NOPTS_VALUE : p->pts + v->ts_offset;
+    v->q_head = (v->q_head + 1) % PACKET_QUEUE;
+    v->q_len--;
+    return p;
+}
+
+/* How long a decoded frame lasts, in AV_TIME_BASE units: its packet's
+ * duration, else one frame at the average rate. */
+static int64_t frame_duration_av(const Video *v, const AVFrame *f) {
+    return f->pkt_duration > 0 ? av_rescale_q(f->pkt_duration, v->tb, AV_TIME_BASE_Q) : v->default_dur_av;
+}
+
 static void feed_decoder(Video *v) {
     queue_fill(v);
     if (v->q_len == 0) {
@@ -577,12 +598,8 @@ static void feed_decoder(Video *v) {
         v->flushed = 1;
         return;
     }
-    AVPacket *p = v->queue[v->q_head];
     int skip = packet_skippable(v);
-    v->recent_pos = (v->recent_pos + 1) % RECENT_PTS;
-    v->recent_pts[v->recent_pos] = p->pts == AV_NOPTS_VALUE ? AV_NOPTS_VALUE : p->pts + v->ts_offset;
-    v->q_head = (v->q_head + 1) % PACKET_QUEUE;
-    v->q_len--;
+    AVPacket *p = queue_pop(v);
     if (skip) {
         v->frames_skipped++;
         av_packet_unref(p);
@@ -620,9 +637,7 @@ int video_segment_next(Video *v, int64_t *seg) {
                 return SEG_UNSAFE;
             f->best_effort_timestamp = f->pts = pts + v->ts_offset;
             v->last_out_pts = f->pts;
-            v->next_pts_av = av_rescale_q(f->pts, v->tb, AV_TIME_BASE_Q) +
-                             (f->pkt_duration > 0 ? av_rescale_q(f->pkt_duration, v->tb, AV_TIME_BASE_Q)
-                                                  : v->default_dur_av);
+            v->next_pts_av = av_rescale_q(f->pts, v->tb, AV_TIME_BASE_Q) + frame_duration_av(v, f);
             *seg = v->cur_seg;
             return SEG_FRAME;
         }
@@ -643,13 +658,9 @@ int video_segment_next(Video *v, int64_t *seg) {
             continue;
         }
         int64_t s = v->q_seg[v->q_head];
-        AVPacket *p = v->queue[v->q_head];
         int own = s % v->seg_n == v->seg_w;
         int skip = !own || packet_skippable(v);
-        v->recent_pos = (v->recent_pos + 1) % RECENT_PTS;
-        v->recent_pts[v->recent_pos] = p->pts == AV_NOPTS_VALUE ? AV_NOPTS_VALUE : p->pts + v->ts_offset;
-        v->q_head = (v->q_head + 1) % PACKET_QUEUE;
-        v->q_len--;
+        AVPacket *p = queue_pop(v);
         if (skip) {
             if (own) v->frames_skipped++;
             av_packet_unref(p);
@@ -687,9 +698,7 @@ static int decode_next(Video *v, char *err, size_t errlen) {
                 v->skip_ok = 0;
                 f->pts = v->next_pts_av == AV_NOPTS_VALUE ? 0 : av_rescale_q(v->next_pts_av, AV_TIME_BASE_Q, v->tb);
             }
-            if (v->next_pts_av != AV_NOPTS_VALUE)
-                v->next_pts_av += f->pkt_duration > 0 ? av_rescale_q(f->pkt_duration, v->tb, AV_TIME_BASE_Q)
-                                                      : v->default_dur_av;
+            if (v->next_pts_av != AV_NOPTS_VALUE) v->next_pts_av += frame_duration_av(v, f);
             return 1;
         }
         if (r == AVERROR_EOF) {
@@ -851,7 +860,6 @@ int video_sample_start(Video *v, double fps, int workers, char *err, size_t errl
     if (!(fps >= 0) || !isfinite(fps)) return fail_msg(err, errlen, v->path, "fps must be a positive number");
     if (rewind_input(v, err, errlen) < 0) return -1;
     v->emitted = v->replay_skip = 0;
-    v->decoders = 1;
     av_frame_unref(v->out);   /* read() after this continues after frames handed out from now on */
     if (fps > 0) {
         /* vf_fps: frame_rate = av_d2q(fps, INT_MAX), time base its inverse. */
@@ -862,7 +870,7 @@ int video_sample_start(Video *v, double fps, int workers, char *err, size_t errl
             workers = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
         }
         /* Any failure to start them leaves this Video on its own decoder. */
-        if (v->dec && segments_worthwhile(v, fps, workers) && parallel_start(v, workers) == 0) v->decoders = workers;
+        if (v->dec && segments_worthwhile(v, fps, workers)) parallel_start(v, workers);
     }
     return 0;
 }
@@ -872,7 +880,6 @@ int video_sample_start(Video *v, double fps, int workers, char *err, size_t errl
  * are produced again without being handed out. */
 static int fall_back_to_one_decoder(Video *v, char *err, size_t errlen) {
     parallel_stop(v);
-    v->decoders = 1;
     av_frame_unref(v->held[0]);
     av_frame_unref(v->held[1]);
     fps_init(&v->fps);

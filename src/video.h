@@ -82,7 +82,8 @@ int video_sample_next(Video *v, double *t, char *err, size_t errlen);
  * chosen, since video_open. */
 void video_stats(const Video *v, int64_t *decoded, int64_t *skipped);
 /* Decoders of the current sampling: n while segment decoders run (or ran
- * to the end), 1 otherwise, and after a fall back to one decoder. */
+ * to the end), 1 otherwise: one decoder, after a fall back to it, or once a
+ * read or seek ended the sampling. */
 int video_decoders(const Video *v);
 
 /* Converts the frame last returned by video_read or video_sample_next into

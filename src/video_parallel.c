@@ -215,6 +215,8 @@ void parallel_stats(const Video *v, int64_t *decoded, int64_t *skipped) {
     pthread_mutex_unlock(&P->lock);
 }
 
+int parallel_decoders(const Video *v) { return v->par ? v->par->n : 1; }
+
 int parallel_next(Video *v, AVFrame *dst, int64_t *end_av) {
     Parallel *P = v->par;
     if (P->done) return 0;

@@ -79,7 +79,6 @@ struct Video {
      * replay_skip of them are produced again and not handed out. */
     Parallel *par;
     int64_t emitted, replay_skip;
-    int decoders;               /* video_decoders */
     int64_t read_after;         /* video_read skips frames at or before this pts */
 
     /* Segment mode: this Video is one of seg_n decoders and decodes only the
@@ -117,5 +116,7 @@ int parallel_next(Video *v, AVFrame *dst, int64_t *end_av);
  * added to v's. */
 void parallel_stop(Video *v);
 void parallel_stats(const Video *v, int64_t *decoded, int64_t *skipped);
+/* The segment decoders running (or run to the end), 1 without them. */
+int parallel_decoders(const Video *v);
 
 #endif
