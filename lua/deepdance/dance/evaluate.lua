@@ -772,19 +772,16 @@ dance.calibrate_temperature = util.public(function(opts)
   local fn = "dd.dance.calibrate_temperature"
   local o = util.options(fn, opts, CALIBRATE_OPTIONS)
   local run, ae_dir, seq_dir = run_dirs(fn, o)
-  local temps = o.temperatures or { 0.5, 0.6, 0.7, 0.8, 0.9 }
-  if type(temps) ~= "table" or #temps == 0 then
-    error(("%s: option 'temperatures' must be a non-empty list of numbers >= 0, got %s"):format(fn, util.describe(temps)), 0)
-  end
-  for i, t in ipairs(temps) do util.check(fn, ("temperatures[%d]"):format(i), t, "nonneg") end
-  local sigmas = o.sigma_temperatures
-  if sigmas ~= nil then
-    if type(sigmas) ~= "table" or #sigmas == 0 then
-      error(("%s: option 'sigma_temperatures' must be a non-empty list of numbers >= 0, got %s"):format(fn,
-        util.describe(sigmas)), 0)
+  -- a list option of temperatures: non-empty, every one a number >= 0
+  local function temperature_list(name, list)
+    if type(list) ~= "table" or #list == 0 then
+      error(("%s: option '%s' must be a non-empty list of numbers >= 0, got %s"):format(fn, name, util.describe(list)), 0)
     end
-    for i, t in ipairs(sigmas) do util.check(fn, ("sigma_temperatures[%d]"):format(i), t, "nonneg") end
+    for i, t in ipairs(list) do util.check(fn, ("%s[%d]"):format(name, i), t, "nonneg") end
+    return list
   end
+  local temps = temperature_list("temperatures", o.temperatures or { 0.5, 0.6, 0.7, 0.8, 0.9 })
+  local sigmas = o.sigma_temperatures ~= nil and temperature_list("sigma_temperatures", o.sigma_temperatures) or nil
   local cfg = generation_cfg(fn, o, "calibrate")
   cfg.min_plausibility = util.check(fn, "min_plausibility", o.min_plausibility, "fraction", 0.8)
   cfg.min_motion = util.check(fn, "min_motion", o.min_motion, "nonneg", 0.5)
